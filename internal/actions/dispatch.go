@@ -1,0 +1,166 @@
+package actions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"go.uber.org/zap"
+)
+
+// RetryPolicy is one step's retry budget (the playbook's `retry:`).
+type RetryPolicy struct {
+	MaxAttempts     int           // attempts in all, including the first; at least 1
+	InitialInterval time.Duration // wait before the second attempt
+	MaxInterval     time.Duration // cap on any single wait
+	AttemptTimeout  time.Duration // deadline for one attempt; 0 means none
+}
+
+// DefaultRetryPolicy applies where a step sets no `retry:`.
+var DefaultRetryPolicy = RetryPolicy{
+	MaxAttempts:     4,
+	InitialInterval: 500 * time.Millisecond,
+	MaxInterval:     30 * time.Second,
+	AttemptTimeout:  30 * time.Second,
+}
+
+// Result is what one step's dispatch came to.
+type Result struct {
+	Output   Output
+	Attempts int
+	Err      error // nil on success; the last vendor error otherwise, never a bare context error
+	// Retryable is set when Err is a retryable failure whose budget ran out (or whose run was
+	// cut short by shutdown): the alert should be redelivered later rather than given up.
+	Retryable bool
+}
+
+// Dispatcher runs actions with retries. It alone decides whether and when to try again.
+type Dispatcher struct {
+	log    *zap.Logger
+	jitter func() float64 // in [0,1); injectable so tests are repeatable
+	timer  backoff.Timer  // nil: real time
+}
+
+// DispatcherOption adjusts a Dispatcher.
+type DispatcherOption func(*Dispatcher)
+
+// WithJitterSource replaces the random source of the backoff jitter.
+func WithJitterSource(f func() float64) DispatcherOption { return func(d *Dispatcher) { d.jitter = f } }
+
+// NewDispatcher returns a dispatcher that logs each retry to log.
+func NewDispatcher(log *zap.Logger, opts ...DispatcherOption) *Dispatcher {
+	d := &Dispatcher{log: log, jitter: rand.Float64}
+	for _, o := range opts {
+		o(d)
+	}
+	return d
+}
+
+// Run calls a with in until it succeeds, fails permanently, exhausts p, or ctx ends.
+func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy) Result {
+	spec := a.Spec()
+	if err := spec.Check(in); err != nil {
+		return Result{Err: err}
+	}
+	p = p.normalised()
+
+	var (
+		res     Result
+		lastErr error
+	)
+	bo := &stepBackOff{policy: p, jitter: d.jitter}
+	op := func() error {
+		res.Attempts++
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if p.AttemptTimeout > 0 {
+			actx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
+		}
+		out, err := a.Run(actx, in)
+		cancel()
+		if err == nil {
+			res.Output = out
+			return nil
+		}
+		if ctx.Err() != nil && lastErr != nil && errors.Is(err, ctx.Err()) {
+			// Shutdown cut this attempt short: what the vendor said last is the better story.
+			return backoff.Permanent(err)
+		}
+		lastErr = err
+		if IsPermanent(err) {
+			return backoff.Permanent(err)
+		}
+		var ra *RetryAfterError
+		if errors.As(err, &ra) {
+			bo.retryAfter = ra.After
+		}
+		return err
+	}
+	notify := func(err error, wait time.Duration) {
+		d.log.Warn("action attempt failed, retrying",
+			zap.String("action", spec.Name), zap.Int("attempt", res.Attempts),
+			zap.Duration("wait", wait), zap.Error(err))
+	}
+	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(bo, ctx), notify, d.timer)
+	if err == nil {
+		return res
+	}
+	if lastErr == nil {
+		lastErr = err
+	}
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) && !errors.Is(lastErr, ctx.Err()) {
+		res.Err = fmt.Errorf("%w (gave up: %v)", lastErr, ctx.Err())
+	} else {
+		res.Err = lastErr
+	}
+	res.Retryable = !IsPermanent(lastErr)
+	return res
+}
+
+func (p RetryPolicy) normalised() RetryPolicy {
+	if p.MaxAttempts < 1 {
+		p.MaxAttempts = DefaultRetryPolicy.MaxAttempts
+	}
+	if p.InitialInterval <= 0 {
+		p.InitialInterval = DefaultRetryPolicy.InitialInterval
+	}
+	if p.MaxInterval <= 0 {
+		p.MaxInterval = DefaultRetryPolicy.MaxInterval
+	}
+	if p.MaxInterval < p.InitialInterval {
+		p.MaxInterval = p.InitialInterval
+	}
+	return p
+}
+
+// stepBackOff is exponential backoff with full jitter over the upper half of each interval, a
+// bounded number of retries, and a floor set by the vendor's Retry-After.
+type stepBackOff struct {
+	policy     RetryPolicy
+	jitter     func() float64
+	retries    int
+	retryAfter time.Duration
+}
+
+func (b *stepBackOff) NextBackOff() time.Duration {
+	if b.retries+1 >= b.policy.MaxAttempts {
+		return backoff.Stop
+	}
+	interval := b.policy.InitialInterval
+	for i := 0; i < b.retries && interval < b.policy.MaxInterval; i++ {
+		interval *= 2
+	}
+	interval = min(interval, b.policy.MaxInterval)
+	b.retries++
+	// Half fixed, half random: replicas hammering one vendor spread out, yet waits stay growing.
+	wait := interval/2 + time.Duration(b.jitter()*float64(interval/2))
+	if b.retryAfter > wait {
+		wait = b.retryAfter
+	}
+	b.retryAfter = 0
+	return wait
+}
+
+func (b *stepBackOff) Reset() { b.retries, b.retryAfter = 0, 0 }
