@@ -1,0 +1,188 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// envFlags defines flags whose defaults come from environment variables, so that a flag beats
+// its variable and the variable beats the built-in default.
+type envFlags struct {
+	fs     *flag.FlagSet
+	getenv func(string) string
+	errs   []error
+}
+
+func newEnvFlags(name string, getenv func(string) string) *envFlags {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	return &envFlags{fs: fs, getenv: getenv}
+}
+
+func (f *envFlags) usage(text, env string) string {
+	if env == "" {
+		return text
+	}
+	return text + " (env " + env + ")"
+}
+
+func (f *envFlags) String(p *string, name, env, def, text string) {
+	if v := f.env(env); v != "" {
+		def = v
+	}
+	f.fs.StringVar(p, name, def, f.usage(text, env))
+}
+
+func (f *envFlags) Int(p *int, name, env string, def int, text string) {
+	if v := f.env(env); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a whole number", env, v))
+		} else {
+			def = n
+		}
+	}
+	f.fs.IntVar(p, name, def, f.usage(text, env))
+}
+
+func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, text string) {
+	if v := f.env(env); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a duration (e.g. 30s, 5m)", env, v))
+		} else {
+			def = d
+		}
+	}
+	f.fs.DurationVar(p, name, def, f.usage(text, env))
+}
+
+func (f *envFlags) Bool(p *bool, name, env string, def bool, text string) {
+	if v := f.env(env); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			f.errs = append(f.errs, fmt.Errorf("%s=%q: not true or false", env, v))
+		} else {
+			def = b
+		}
+	}
+	f.fs.BoolVar(p, name, def, f.usage(text, env))
+}
+
+func (f *envFlags) env(name string) string {
+	if name == "" {
+		return ""
+	}
+	return strings.TrimSpace(f.getenv(name))
+}
+
+// settings is everything `worker run` and `worker demo` are configured with.
+type settings struct {
+	playbooks   string
+	dataDir     string
+	httpAddr    string
+	natsListen  string
+	logLevel    string
+	logFormat   string
+	simulate    bool
+	subjects    string
+	queue       queue.Config
+	natsURL     string
+	natsAuth    queue.Auth
+	vendorEnv   func(string) (string, error)
+	maxInFlight int
+}
+
+// defineCommon declares the flags shared by run, demo and validate.
+func defineCommon(f *envFlags, s *settings) {
+	f.String(&s.playbooks, "playbooks", "RIPOSTE_PLAYBOOKS", "./playbooks", "directory of playbook files")
+	f.String(&s.logLevel, "log-level", "RIPOSTE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
+	f.String(&s.logFormat, "log-format", "RIPOSTE_LOG_FORMAT", "json", "log format: json or console")
+}
+
+// defineWorker declares the flags of a running worker.
+func defineWorker(f *envFlags, s *settings) {
+	d := queue.DefaultConfig()
+	q := &s.queue
+	f.String(&s.dataDir, "data-dir", "RIPOSTE_DATA_DIR", "./data", "the embedded server's JetStream store (only when NATS_URL is unset)")
+	f.String(&s.httpAddr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "metrics and health endpoints; empty disables")
+	f.String(&s.natsListen, "nats-listen", "RIPOSTE_NATS_LISTEN", "127.0.0.1:4222", "where the embedded server listens (only when NATS_URL is unset)")
+	f.Int(&s.maxInFlight, "max-in-flight", "RIPOSTE_MAX_IN_FLIGHT", d.MaxInFlight, "alerts processed at once by one replica")
+	f.Int(&q.MaxAckPending, "max-ack-pending", "RIPOSTE_MAX_ACK_PENDING", 0, "the shared consumer's max_ack_pending when the worker creates it (default max-in-flight × 16)")
+	f.String(&q.Consumer, "consumer", "RIPOSTE_CONSUMER", d.Consumer, "the shared durable consumer's name")
+	f.Bool(&s.simulate, "simulate", "RIPOSTE_SIMULATE", false, "every vendor is its in-process fake")
+	f.String(&q.AlertsStream, "alerts-stream", "RIPOSTE_ALERTS_STREAM", d.AlertsStream, "stream of alerts")
+	f.String(&s.subjects, "alerts-subjects", "RIPOSTE_ALERTS_SUBJECTS", strings.Join(d.AlertsSubjects, ","), "comma-separated subjects the alerts stream captures when the worker creates it")
+	f.String(&q.OutcomesStream, "outcomes-stream", "RIPOSTE_OUTCOMES_STREAM", d.OutcomesStream, "stream of outcomes")
+	f.String(&q.OutcomesPrefix, "outcomes-prefix", "RIPOSTE_OUTCOMES_PREFIX", d.OutcomesPrefix, "outcomes go to <prefix>.<playbook>")
+	f.String(&q.DLQStream, "dlq-stream", "RIPOSTE_DLQ_STREAM", d.DLQStream, "stream of dead letters")
+	f.String(&q.DLQPrefix, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead letters go to <prefix>.<reason>")
+	f.String(&q.JournalBucket, "journal-bucket", "RIPOSTE_JOURNAL_BUCKET", d.JournalBucket, "key-value bucket of completed steps")
+	f.Duration(&q.JournalTTL, "journal-ttl", "RIPOSTE_JOURNAL_TTL", d.JournalTTL, "how long a completed step is remembered")
+	f.Int(&q.MaxDeliver, "max-deliver", "RIPOSTE_MAX_DELIVER", d.MaxDeliver, "deliveries before an alert that keeps failing is dead-lettered")
+	f.Duration(&q.AckWait, "ack-wait", "RIPOSTE_ACK_WAIT", d.AckWait, "the consumer's ack wait when the worker creates it")
+	f.Duration(&q.RetryDelay, "retry-delay", "RIPOSTE_RETRY_DELAY", d.RetryDelay, "redelivery delay after a failed delivery; doubles each time")
+	f.Duration(&q.MaxRetryDelay, "max-retry-delay", "RIPOSTE_MAX_RETRY_DELAY", d.MaxRetryDelay, "cap on the redelivery delay")
+	f.Duration(&q.DuplicateWindow, "duplicate-window", "RIPOSTE_DUPLICATE_WINDOW", d.DuplicateWindow, "Nats-Msg-Id de-duplication window of the streams the worker creates")
+	f.Int(&q.MaxAlertBytes, "max-alert-bytes", "RIPOSTE_MAX_ALERT_BYTES", d.MaxAlertBytes, "larger alerts are dead-lettered as too_large")
+	f.Duration(&q.GracePeriod, "grace-period", "RIPOSTE_GRACE_PERIOD", d.GracePeriod, "how long shutdown waits for alerts in flight")
+}
+
+// finish completes settings after parsing: derived values and the environment-only variables.
+func (s *settings) finish(getenv func(string) string) error {
+	s.queue.MaxInFlight = s.maxInFlight
+	if s.maxInFlight < 1 {
+		return fmt.Errorf("--max-in-flight must be at least 1, got %d", s.maxInFlight)
+	}
+	s.queue.AlertsSubjects = nil
+	for _, subj := range strings.Split(s.subjects, ",") {
+		if subj = strings.TrimSpace(subj); subj != "" {
+			s.queue.AlertsSubjects = append(s.queue.AlertsSubjects, subj)
+		}
+	}
+	secret := secretReader(getenv)
+	var errs []error
+	get := func(name string) string {
+		v, err := secret(name)
+		errs = append(errs, err)
+		return v
+	}
+	s.natsURL = strings.TrimSpace(getenv("NATS_URL"))
+	s.natsAuth = queue.Auth{
+		CredsFile: getenv("NATS_CREDS"),
+		NKeySeed:  getenv("NATS_NKEY_SEED"),
+		Token:     get("NATS_TOKEN"),
+		User:      getenv("NATS_USER"),
+		Password:  get("NATS_PASSWORD"),
+		CAFile:    getenv("NATS_CA"),
+		CertFile:  getenv("NATS_CERT"),
+		KeyFile:   getenv("NATS_KEY"),
+	}
+	s.vendorEnv = secret
+	return errors.Join(errs...)
+}
+
+// secretReader returns a lookup that reads NAME, or else the file named by NAME_FILE, so that
+// secrets can come from mounted files rather than the environment.
+func secretReader(getenv func(string) string) func(string) (string, error) {
+	return func(name string) (string, error) {
+		if v := getenv(name); v != "" {
+			return v, nil
+		}
+		path := getenv(name + "_FILE")
+		if path == "" {
+			return "", nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", fmt.Errorf("read %s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// demoCase is one sample alert and the outcome it must produce.
+type demoCase struct {
+	what    string
+	subject string
+	id      string
+	body    string
+	setup   func(*checkpoint.Fake)
+	// want: the subject the result arrives on, the outcome status ("dead" for a dead letter),
+	// and the steps as "id:status/attempts".
+	wantSubject string
+	wantStatus  string
+	wantSteps   string
+}
+
+func demoCases(outcomes, dlq string) []demoCase {
+	phish := func(id, event, entity string) string {
+		return fmt.Sprintf(`{"id":%q,"type":"phishing","confidenceIndicator":"malicious","eventId":%q,"entityId":%q,"subject":"Your mailbox is full"}`, id, event, entity)
+	}
+	return []demoCase{
+		{
+			what: "malicious phishing: read the event, quarantine the mail", subject: "soar.alerts.checkpoint.phishing",
+			id: "demo-phish-1", body: phish("demo-phish-1", "ev-new", "ent-mail-1"),
+			wantSubject: outcomes + ".phishing-quarantine", wantStatus: "succeeded", wantSteps: "event:succeeded/1 quarantine:succeeded/1",
+		},
+		{
+			what: "already remediated: the quarantine step's if skips it", subject: "soar.alerts.checkpoint.phishing",
+			id: "demo-phish-2", body: phish("demo-phish-2", "ev-remediated", "ent-mail-2"),
+			wantSubject: outcomes + ".phishing-quarantine", wantStatus: "succeeded", wantSteps: "event:succeeded/1 quarantine:skipped/0",
+		},
+		{
+			what: "HEC answers 503 twice: retried with backoff", subject: "soar.alerts.checkpoint.phishing",
+			id: "demo-phish-3", body: phish("demo-phish-3", "ev-new", "ent-mail-3"),
+			setup: func(f *checkpoint.Fake) {
+				f.FailNext("/action/entity", 2, 503, "service temporarily unavailable")
+			},
+			wantSubject: outcomes + ".phishing-quarantine", wantStatus: "succeeded", wantSteps: "event:succeeded/1 quarantine:succeeded/3",
+		},
+		{
+			what: "HEC refuses the request (400): fails at once", subject: "soar.alerts.checkpoint.phishing",
+			id: "demo-phish-4", body: phish("demo-phish-4", "ev-new", "ent-mail-4"),
+			setup: func(f *checkpoint.Fake) {
+				f.FailNext("/action/entity", 1, 400, "entity is not in a quarantinable state")
+			},
+			wantSubject: outcomes + ".phishing-quarantine", wantStatus: "failed", wantSteps: "event:succeeded/1 quarantine:failed/1",
+		},
+		{
+			what: "no playbook matches a SIEM login alert", subject: "soar.alerts.siem.login",
+			id: "demo-login-1", body: `{"id":"demo-login-1","user":"alice","result":"success"}`,
+			wantSubject: outcomes + ".unmatched", wantStatus: "unmatched",
+		},
+		{
+			what: "not JSON: dead-lettered with its reason", subject: "soar.alerts.checkpoint.phishing",
+			id: "demo-garbage-1", body: `this is not json`,
+			wantSubject: dlq + ".invalid", wantStatus: "dead",
+		},
+	}
+}
+
+// cmdDemo runs the whole flow in one process: an embedded JetStream server, the fake HEC, the
+// worker with the shipped playbooks; it publishes sample alerts one by one and checks each result.
+func cmdDemo(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+	var s settings
+	f := newEnvFlags("demo", getenv)
+	defineCommon(f, &s)
+	f.fs.Lookup("log-level").DefValue = "error"
+	_ = f.fs.Set("log-level", "error")
+	_ = f.fs.Set("log-format", "console")
+	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	log, err := newLogger(s.logLevel, s.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+
+	store, err := os.MkdirTemp("", "riposte-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(store)
+	emb, err := queue.StartEmbedded(queue.EmbeddedConfig{Listen: "127.0.0.1:0", StoreDir: store})
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+
+	const clientID, accessKey = "demo-client", "demo-access-key"
+	fake := checkpoint.NewFake(clientID, accessKey)
+	fake.AddEvent(map[string]any{"eventId": "ev-new", "state": "new", "type": "phishing", "confidenceIndicator": "malicious"})
+	fake.AddEvent(map[string]any{"eventId": "ev-remediated", "state": "remediated", "type": "phishing", "confidenceIndicator": "malicious"})
+	hecURL, stopHEC := fake.Start()
+	defer stopHEC()
+
+	s.maxInFlight = 8
+	s.queue = queue.DefaultConfig()
+	s.queue.RetryDelay = 500 * time.Millisecond
+	vendorEnv := map[string]string{"HEC_BASE_URL": hecURL, "HEC_CLIENT_ID": clientID, "HEC_ACCESS_KEY": accessKey}
+	if err := s.finish(func(k string) string { return vendorEnv[k] }); err != nil {
+		return err
+	}
+	w, err := newWorker(&s, log)
+	if err != nil {
+		return err
+	}
+	nc, err := queue.Connect(emb.URL(), "riposte-demo", queue.Auth{}, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	// Streams first, so the samples have somewhere to go; the worker finds them in place.
+	q, err := queue.New(nc, s.queue, log)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Ensure(ctx); err != nil {
+		return err
+	}
+	results := make(chan *nats.Msg, 16)
+	for _, subj := range []string{s.queue.OutcomesPrefix + ".>", s.queue.DLQPrefix + ".>"} {
+		if _, err := nc.ChanSubscribe(subj, results); err != nil {
+			return err
+		}
+	}
+	runCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan error, 1)
+	go func() { workerDone <- w.run(runCtx, nc) }()
+	defer func() { stopWorker(); <-workerDone }()
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "riposte demo: embedded JetStream at %s, fake Check Point HEC at %s, playbooks from %s\n\n", emb.URL(), hecURL, s.playbooks)
+	const row = "%-15s %-34s %-10s %-42s %s\n"
+	fmt.Fprintf(stdout, row, "ALERT", "ARRIVED ON", "STATUS", "STEPS (id:status/attempts)", "CHECK")
+	failures := 0
+	for _, c := range demoCases(s.queue.OutcomesPrefix, s.queue.DLQPrefix) {
+		if c.setup != nil {
+			c.setup(fake)
+		}
+		m := nats.NewMsg(c.subject)
+		m.Data = []byte(c.body)
+		m.Header.Set(nats.MsgIdHdr, c.id)
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("publish %s: %w", c.id, err)
+		}
+		got, err := awaitResult(ctx, results, c.id, 30*time.Second)
+		if err != nil {
+			return fmt.Errorf("alert %s (%s): %w", c.id, c.what, err)
+		}
+		status, steps, detail := summarise(got, s.queue.DLQPrefix)
+		check := "ok"
+		if got.Subject != c.wantSubject || status != c.wantStatus || steps != c.wantSteps {
+			check = fmt.Sprintf("MISMATCH: want %s %s %q", c.wantSubject, c.wantStatus, c.wantSteps)
+			failures++
+		}
+		fmt.Fprintf(stdout, row, c.id, got.Subject, status, steps, check)
+		if detail != "" {
+			fmt.Fprintf(stdout, "%15s └ %s\n", "", detail)
+		}
+	}
+	fmt.Fprintln(stdout)
+	for _, c := range demoCases(s.queue.OutcomesPrefix, s.queue.DLQPrefix) {
+		fmt.Fprintf(stdout, "  %-15s %s\n", c.id, c.what)
+	}
+	fmt.Fprintf(stdout, "\nfake HEC received %d API requests and issued %d tokens\n", len(fake.Requests()), fake.AuthCount())
+	if failures > 0 {
+		return fmt.Errorf("%d of %d outcomes were not the expected ones", failures, len(demoCases("", "")))
+	}
+	fmt.Fprintln(stdout, "every outcome is the expected one")
+	return nil
+}
+
+// awaitResult waits for the outcome or dead letter of one alert.
+func awaitResult(ctx context.Context, results <-chan *nats.Msg, alertID string, timeout time.Duration) (*nats.Msg, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case m := <-results:
+			if m.Header.Get(queue.HeaderAlertID) == alertID {
+				return m, nil
+			}
+		case <-deadline.C:
+			return nil, fmt.Errorf("no outcome within %s", timeout)
+		case <-ctx.Done():
+			return nil, errors.New("interrupted")
+		}
+	}
+}
+
+// summarise renders an outcome's status and steps, and what went wrong: a failed step's error
+// or a dead letter's reason.
+func summarise(m *nats.Msg, dlqPrefix string) (status, steps, detail string) {
+	if strings.HasPrefix(m.Subject, dlqPrefix+".") {
+		return "dead", "", "reason: " + m.Header.Get(queue.HeaderDLQReason)
+	}
+	var o struct {
+		Status string `json:"status"`
+		Steps  []struct {
+			ID       string `json:"id"`
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+			Error    string `json:"error"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(m.Data, &o); err != nil {
+		return "unreadable", "", err.Error()
+	}
+	parts := make([]string, 0, len(o.Steps))
+	for _, st := range o.Steps {
+		parts = append(parts, fmt.Sprintf("%s:%s/%d", st.ID, st.Status, st.Attempts))
+		if st.Error != "" && detail == "" {
+			detail = fmt.Sprintf("step %s: %s", st.ID, st.Error)
+		}
+	}
+	return o.Status, strings.Join(parts, " "), detail
+}

@@ -1,0 +1,93 @@
+// Command worker is riposte's SOAR response worker: it pulls alerts from NATS JetStream, runs the
+// matching YAML playbooks against vendor APIs, and publishes one outcome per playbook run.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const usage = `usage: worker <command> [flags]
+
+commands:
+  run        run the worker (embedded JetStream server when NATS_URL is unset)
+  demo       run the whole flow in one process against the fake vendors and check every outcome
+  validate   check the playbooks and exit
+  publish    publish an alert (a file, or - for stdin) to a subject
+  watch      print outcomes and dead letters as they arrive
+
+"worker <command> -h" lists a command's flags and their environment variables.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// dispatch runs one subcommand and returns the process exit code.
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, func(string) string, io.Reader, io.Writer, io.Writer) error{
+		"run":      cmdRun,
+		"demo":     cmdDemo,
+		"validate": cmdValidate,
+		"publish":  cmdPublish,
+		"watch":    cmdWatch,
+	}
+	name := args[0]
+	if name == "-h" || name == "--help" || name == "help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	if err := cmd(ctx, args[1:], getenv, stdin, stdout, stderr); err != nil {
+		if err == errFlagsShown {
+			return 2
+		}
+		if err == errHelpShown {
+			return 0
+		}
+		fmt.Fprintf(stderr, "worker %s: %v\n", name, err)
+		return 1
+	}
+	return 0
+}
+
+// newLogger builds the zap logger the flags ask for.
+func newLogger(level, format string, out io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	var enc zapcore.Encoder
+	switch strings.ToLower(format) {
+	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
+	case "console", "text":
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		return nil, fmt.Errorf("log format %q: use json or console", format)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(out), lvl)), nil
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+var (
+	errFlagsShown = errors.New("bad flags")
+	errHelpShown  = errors.New("help shown")
+)
+
+// parseFlags parses args, mapping the flag package's outcomes to exit codes; bad environment
+// values are reported after bad flags.
+func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
+	f.fs.SetOutput(stderr)
+	if err := f.fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelpShown
+		}
+		return errFlagsShown
+	}
+	if f.fs.NArg() > 0 && f.fs.Name() != "publish" {
+		return fmt.Errorf("unexpected arguments: %v", f.fs.Args())
+	}
+	return errors.Join(f.errs...)
+}
+
+func cmdRun(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, _, stderr io.Writer) error {
+	var s settings
+	f := newEnvFlags("run", getenv)
+	defineCommon(f, &s)
+	defineWorker(f, &s)
+	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	if err := s.finish(getenv); err != nil {
+		return err
+	}
+	log, err := newLogger(s.logLevel, s.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	w, err := newWorker(&s, log)
+	if err != nil {
+		return err
+	}
+
+	url, auth := s.natsURL, s.natsAuth
+	if url == "" {
+		store := filepath.Join(s.dataDir, "jetstream")
+		emb, err := queue.StartEmbedded(queue.EmbeddedConfig{Listen: s.natsListen, StoreDir: store})
+		if err != nil {
+			w.vendors.close()
+			return err
+		}
+		defer emb.Shutdown()
+		url, auth = emb.URL(), queue.Auth{}
+		log.Info("NATS_URL is unset: started an embedded JetStream server; publish alerts to it",
+			zap.String("url", url), zap.String("store", store))
+	}
+	nc, err := queue.Connect(url, "riposte-worker", auth, log)
+	if err != nil {
+		w.vendors.close()
+		return err
+	}
+	defer nc.Close()
+
+	stopHTTP, err := serveHTTP(s.httpAddr, nc, log)
+	if err != nil {
+		w.vendors.close()
+		return err
+	}
+	defer stopHTTP()
+
+	if err := w.run(ctx, nc); err != nil {
+		return err
+	}
+	log.Info("worker stopped")
+	return nc.Drain()
+}
+
+// serveHTTP serves the health endpoints: /healthz says the process is up, /readyz that it is
+// connected to NATS.
+func serveHTTP(addr string, nc *nats.Conn, log *zap.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !nc.IsConnected() {
+			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server", zap.Error(err))
+		}
+	}()
+	log.Info("serving health endpoints", zap.String("addr", ln.Addr().String()))
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}, nil
+}

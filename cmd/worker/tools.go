@@ -1,0 +1,159 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// cmdValidate checks the playbooks without connecting anywhere.
+func cmdValidate(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+	var s settings
+	f := newEnvFlags("validate", getenv)
+	defineCommon(f, &s)
+	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	pbs, err := loadPlaybooks(s.playbooks)
+	if err != nil {
+		return err
+	}
+	for _, pb := range pbs {
+		fmt.Fprintf(stdout, "ok  %-32s %s (%d steps, on %s)\n", pb.Name, pb.File, len(pb.Steps), strings.Join(pb.On, " "))
+	}
+	return nil
+}
+
+// clientConnect dials the server named by --nats-url (or NATS_URL), with NATS_* credentials.
+func clientConnect(url string, getenv func(string) string, name string) (*nats.Conn, error) {
+	s := settings{maxInFlight: 1}
+	if err := s.finish(getenv); err != nil {
+		return nil, err
+	}
+	return queue.Connect(url, name, s.natsAuth, zap.NewNop())
+}
+
+// cmdPublish publishes one alert, so a fresh machine needs nothing but Go to try the worker.
+func cmdPublish(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var url, subject, id string
+	f := newEnvFlags("publish", getenv)
+	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to publish to")
+	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject to publish the alert on")
+	f.String(&id, "id", "", "", "Nats-Msg-Id: the alert id; a second publish with the same id is dropped as a duplicate")
+	f.fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: worker publish [flags] FILE|-   (the alert: a JSON object)")
+		f.fs.PrintDefaults()
+	}
+	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	if f.fs.NArg() != 1 {
+		f.fs.Usage()
+		return errFlagsShown
+	}
+	var (
+		data []byte
+		err  error
+	)
+	if path := f.fs.Arg(0); path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return fmt.Errorf("read alert: %w", err)
+	}
+	nc, err := clientConnect(url, getenv, "riposte-publish")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if id != "" {
+		m.Header.Set(nats.MsgIdHdr, id)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := js.PublishMsg(pctx, m)
+	if err != nil {
+		return fmt.Errorf("publish to %s at %s (is the worker running, and does a stream capture %s?): %w", subject, url, subject, err)
+	}
+	dup := ""
+	if ack.Duplicate {
+		dup = " (duplicate: already published with this id, dropped)"
+	}
+	fmt.Fprintf(stdout, "published to %s: stream %s, sequence %d%s\n", subject, ack.Stream, ack.Sequence, dup)
+	return nil
+}
+
+// cmdWatch prints outcomes and dead letters as they arrive.
+func cmdWatch(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+	var (
+		url, outcomes, dlq string
+		count              int
+	)
+	d := queue.DefaultConfig()
+	f := newEnvFlags("watch", getenv)
+	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to watch")
+	f.String(&outcomes, "outcomes-prefix", "RIPOSTE_OUTCOMES_PREFIX", d.OutcomesPrefix, "outcome subjects' prefix")
+	f.String(&dlq, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead-letter subjects' prefix")
+	f.Int(&count, "count", "", 0, "exit after this many messages (0: run until interrupted)")
+	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	nc, err := clientConnect(url, getenv, "riposte-watch")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 64)
+	for _, subj := range []string{outcomes + ".>", dlq + ".>"} {
+		sub, err := nc.ChanSubscribe(subj, msgs)
+		if err != nil {
+			return fmt.Errorf("subscribe to %s: %w", subj, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	if err := nc.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "watching %s.> and %s.> on %s\n", outcomes, dlq, url)
+	for seen := 0; count == 0 || seen < count; seen++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m := <-msgs:
+			fmt.Fprintln(stdout, describeMessage(m, dlq))
+		}
+	}
+	return nil
+}
+
+// describeMessage renders an outcome as one JSON line, and a dead letter with its reason.
+func describeMessage(m *nats.Msg, dlqPrefix string) string {
+	if strings.HasPrefix(m.Subject, dlqPrefix+".") {
+		return fmt.Sprintf("%s alert=%s reason=%q payload=%q", m.Subject,
+			m.Header.Get(queue.HeaderAlertID), m.Header.Get(queue.HeaderDLQReason), m.Data)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, m.Data); err != nil {
+		return fmt.Sprintf("%s %s", m.Subject, m.Data)
+	}
+	return fmt.Sprintf("%s %s", m.Subject, compact.String())
+}

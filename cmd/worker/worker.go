@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/engine"
+	"github.com/riposte-soar/riposte/internal/playbook"
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// worker is one replica: playbooks, vendor clients, the engine and its queue, wired together.
+type worker struct {
+	pbs      []*playbook.Playbook
+	vendors  *vendors
+	settings *settings
+	log      *zap.Logger
+}
+
+// loadPlaybooks reads and checks every playbook against the full action catalogue.
+func loadPlaybooks(dir string) ([]*playbook.Playbook, error) {
+	pbs, err := playbook.LoadDir(dir, catalogue())
+	if err != nil {
+		return nil, err
+	}
+	if len(pbs) == 0 {
+		return nil, fmt.Errorf("no playbooks (*.yaml, *.yml) in %s", dir)
+	}
+	return pbs, nil
+}
+
+// newWorker loads the playbooks and configures the vendors they use, before any connection is
+// made: anything wrong stops start-up with a message naming the file, playbook or variable.
+func newWorker(s *settings, log *zap.Logger) (*worker, error) {
+	pbs, err := loadPlaybooks(s.playbooks)
+	if err != nil {
+		return nil, err
+	}
+	v, err := newVendors(pbs, s.simulate, s.vendorEnv, log)
+	if err != nil {
+		return nil, err
+	}
+	return &worker{pbs: pbs, vendors: v, settings: s, log: log}, nil
+}
+
+// run makes sure the streams, consumer and journal exist, then consumes alerts until ctx ends
+// and finishes what is in flight.
+func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
+	defer w.vendors.close()
+	q, err := queue.New(nc, w.settings.queue, w.log)
+	if err != nil {
+		return err
+	}
+	journal, err := q.Ensure(ctx)
+	if err != nil {
+		return err
+	}
+	eng := engine.New(w.pbs, w.vendors.registry, actions.NewDispatcher(w.log), journal, engine.Options{
+		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log,
+	})
+	names := make([]string, 0, len(w.pbs))
+	for _, pb := range w.pbs {
+		names = append(names, pb.Name)
+	}
+	w.log.Info("worker ready", zap.Strings("playbooks", names), zap.Bool("simulate", w.settings.simulate),
+		zap.String("stream", q.Config().AlertsStream), zap.String("consumer", q.Config().Consumer))
+	return q.Run(ctx, handler(eng, w.log))
+}
+
+// handler adapts the engine to the queue: the queue knows deliveries, the engine knows playbooks.
+func handler(e *engine.Engine, log *zap.Logger) queue.Handler {
+	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
+		res := e.Process(ctx, engine.Alert{
+			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries,
+		})
+		v := queue.Verdict{Retry: res.Retry, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
+		for _, o := range res.Outcomes {
+			b, err := json.Marshal(o)
+			if err != nil {
+				// An action output JSON cannot hold; keep the outcome, lose the outputs.
+				log.Error("encode outcome", zap.String("alert_id", a.ID), zap.String("playbook", o.Playbook), zap.Error(err))
+				for i := range o.Steps {
+					o.Steps[i].Output = nil
+				}
+				b, _ = json.Marshal(o)
+			}
+			v.Outcomes = append(v.Outcomes, queue.Outcome{Playbook: o.Playbook, JSON: b})
+		}
+		return v
+	}
+}
+
+func workerName() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}

@@ -1,0 +1,765 @@
+package checkpoint
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// fakeFirstTaskID is the taskId of the documents' sample, so the first task looks familiar.
+const fakeFirstTaskID = 123445311234
+
+// fakeActions are the entity actions the fake accepts: quarantine and restore from the action
+// document, dismiss and severityChange from the availableEventActions of the event sample.
+const fakeActions = "quarantine, restore, dismiss, severityChange"
+
+func knownFakeAction(name string) bool {
+	switch name {
+	case "quarantine", "restore", "dismiss", "severityChange":
+		return true
+	}
+	return false
+}
+
+// Fake is an in-process HEC Smart API that rejects what the vendor documents say the service
+// rejects, answering as the service would: HTTP 4xx with a response envelope whose responseCode
+// is the status and whose responseText says what is wrong. Unit tests, `worker demo` and
+// `--simulate` all use it. It is safe for concurrent use.
+type Fake struct {
+	clientID, accessKey string
+
+	mu             sync.Mutex
+	now            func() time.Time
+	tokenLifetime  time.Duration
+	numericTaskIDs bool
+	eventAsArray   bool
+	synthesize     bool
+
+	tokens      map[string]time.Time // token → expiry
+	reqIDs      map[string]bool
+	requests    []Recorded
+	authCount   int
+	nextTaskID  int64
+	tasks       []FakeTask
+	entityState map[string]string
+	events      map[string]map[string]any
+	exceptions  map[string][]map[string]any
+	failures    []*pendingFailure
+}
+
+// Recorded is one API request the fake received (auth requests are only counted: AuthCount).
+type Recorded struct {
+	Method string
+	Path   string // the URL path, unescaped
+	Header http.Header
+	Body   []byte
+	Time   time.Time
+}
+
+// FakeTask is one entity action the fake accepted.
+type FakeTask struct {
+	ID       int64
+	EntityID string
+	Action   string
+	Param    string
+	Time     time.Time
+}
+
+// Failure is an answer to inject instead of the normal one (see FailNextWith).
+type Failure struct {
+	Status     int    // HTTP status
+	Code       int    // the envelope's responseCode; 0 means Status (set it with Status 200 for an error under HTTP 200)
+	Message    string // the envelope's text
+	RetryAfter string // Retry-After header, if set
+	// TestSpelling puts Message under "responseTest", as some of the documents spell it.
+	TestSpelling bool
+}
+
+type pendingFailure struct {
+	path string
+	left int
+	Failure
+}
+
+// NewFake returns a fake that accepts only the given credentials. Tokens live 30 minutes,
+// taskIds are strings, events are answered as one object, and the whitelist and blacklist
+// exception types exist, empty.
+func NewFake(clientID, accessKey string) *Fake {
+	return &Fake{
+		clientID:      clientID,
+		accessKey:     accessKey,
+		now:           time.Now,
+		tokenLifetime: 30 * time.Minute,
+		tokens:        map[string]time.Time{},
+		reqIDs:        map[string]bool{},
+		nextTaskID:    fakeFirstTaskID,
+		entityState:   map[string]string{},
+		events:        map[string]map[string]any{},
+		exceptions:    map[string][]map[string]any{"whitelist": {}, "blacklist": {}},
+	}
+}
+
+// Start serves the fake on 127.0.0.1 and returns its base URL and a function that stops it.
+func (f *Fake) Start() (baseURL string, stop func()) {
+	srv := httptest.NewServer(f)
+	return srv.URL, srv.Close
+}
+
+// SetClock replaces the fake's clock (token expiry, recorded times, event timestamps).
+func (f *Fake) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+// SetTokenLifetime sets the expiresIn of tokens issued from now on (whole seconds).
+func (f *Fake) SetTokenLifetime(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokenLifetime = d
+}
+
+// SetNumericTaskIDs makes taskId a JSON number (as documented) instead of a string (as sampled).
+func (f *Fake) SetNumericTaskIDs(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.numericTaskIDs = on
+}
+
+// SetEventAsArray answers GET /event with responseData as a one-element array (as documented)
+// instead of an object (as sampled).
+func (f *Fake) SetEventAsArray(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.eventAsArray = on
+}
+
+// SetSynthesize makes GET /event of an unknown id answer a plausible new phishing event with that
+// id (kept from then on) instead of 404: `--simulate` receives alerts for events it never saw.
+func (f *Fake) SetSynthesize(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.synthesize = on
+}
+
+// AddEvent stores an event (a copy) under its "eventId", which must be a non-empty string.
+// Missing "state" becomes "new" and missing "actions" an empty list.
+func (f *Fake) AddEvent(ev map[string]any) {
+	id, _ := ev["eventId"].(string)
+	if id == "" {
+		panic("checkpoint.Fake.AddEvent: the event has no string eventId")
+	}
+	cp := deepCopy(ev)
+	if _, ok := cp["state"]; !ok {
+		cp["state"] = "new"
+	}
+	if _, ok := cp["actions"]; !ok {
+		cp["actions"] = []any{}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.events[id] = cp
+}
+
+// SetExceptions replaces (or creates) one exception list.
+func (f *Fake) SetExceptions(excType string, list []map[string]any) {
+	cp := make([]map[string]any, len(list))
+	for i, e := range list {
+		cp[i] = deepCopy(e)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.exceptions[excType] = cp
+}
+
+// FailNext makes the next n requests whose URL path contains path (so a suffix such as
+// "/action/entity" or a prefix such as "/app/hec-api/v1.0/event/" both work) fail with status
+// and an envelope carrying message. On /auth/external the answer is {"success": false,
+// "message": message}. API requests still have their x-av-req-id and token checked first.
+func (f *Fake) FailNext(path string, n, status int, message string) {
+	f.FailNextWith(path, n, Failure{Status: status, Message: message})
+}
+
+// FailNextWith is FailNext with every detail of the answer chosen.
+func (f *Fake) FailNextWith(path string, n int, fl Failure) {
+	if n <= 0 {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, &pendingFailure{path: path, left: n, Failure: fl})
+}
+
+// ExpireTokens invalidates every token issued so far: the next API call gets a 401.
+func (f *Fake) ExpireTokens() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.tokens)
+}
+
+// Requests returns the API requests received so far, in order, including rejected ones.
+func (f *Fake) Requests() []Recorded {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Recorded, len(f.requests))
+	for i, r := range f.requests {
+		out[i] = Recorded{Method: r.Method, Path: r.Path, Header: r.Header.Clone(), Body: slices.Clone(r.Body), Time: r.Time}
+	}
+	return out
+}
+
+// AuthCount is the number of POST /auth/external requests received, whatever their outcome.
+func (f *Fake) AuthCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.authCount
+}
+
+// Tasks returns the entity actions accepted so far, in order.
+func (f *Fake) Tasks() []FakeTask {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.tasks)
+}
+
+// EntityState is "quarantined" or "restored" after such an action on id, else "".
+func (f *Fake) EntityState(id string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.entityState[id]
+}
+
+// Event returns a copy of a stored event, with the actions taken on it so far.
+func (f *Fake) Event(id string) (map[string]any, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ev, ok := f.events[id]
+	if !ok {
+		return nil, false
+	}
+	return deepCopy(ev), true
+}
+
+// reply is an answer computed under the lock and written after it.
+type reply struct {
+	status int
+	header http.Header
+	body   any
+}
+
+func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	var rep reply
+	switch {
+	case err != nil:
+		rep = errorReply("", http.StatusBadRequest, "cannot read the request body")
+	case len(body) > 1<<20:
+		rep = errorReply("", http.StatusRequestEntityTooLarge, "request body larger than 1 MiB")
+	case r.URL.Path == authPath:
+		rep = f.serveAuth(r, body)
+	case strings.HasPrefix(r.URL.Path, apiPrefix+"/"):
+		rep = f.serveAPI(r, body)
+	default:
+		rep = errorReply("", http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+	}
+	for k, v := range rep.header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rep.status)
+	_ = json.NewEncoder(w).Encode(rep.body)
+}
+
+func (f *Fake) serveAuth(r *http.Request, body []byte) reply {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.authCount++
+	refuse := func(status int, msg string) reply {
+		return reply{status: status, body: map[string]any{"success": false, "message": msg}}
+	}
+	if r.Method != http.MethodPost {
+		return refuse(http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, authPath))
+	}
+	if fl := f.takeFailure(r.URL.Path); fl != nil {
+		rep := refuse(fl.Status, fl.Message)
+		if fl.RetryAfter != "" {
+			rep.header = http.Header{"Retry-After": {fl.RetryAfter}}
+		}
+		return rep
+	}
+	if msg := checkJSONContentType(r); msg != "" {
+		return refuse(http.StatusUnsupportedMediaType, msg)
+	}
+	var creds struct {
+		ClientID  *string `json:"clientId"`
+		AccessKey *string `json:"accessKey"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&creds); err != nil {
+		return refuse(http.StatusBadRequest, "body must be a JSON object with clientId and accessKey: "+err.Error())
+	}
+	if creds.ClientID == nil || creds.AccessKey == nil {
+		return refuse(http.StatusBadRequest, "body must hold clientId and accessKey")
+	}
+	if *creds.ClientID != f.clientID || *creds.AccessKey != f.accessKey {
+		return refuse(http.StatusUnauthorized, "authentication failed: unknown clientId or wrong accessKey")
+	}
+	now := f.now()
+	token, csrf := randomHex(32), randomHex(16)
+	f.tokens[token] = now.Add(f.tokenLifetime)
+	return reply{status: http.StatusOK, body: map[string]any{
+		"success": true,
+		"data": map[string]any{
+			"token":     token,
+			"csrf":      csrf,
+			"expires":   now.Add(f.tokenLifetime).UTC().Format(time.RFC3339),
+			"expiresIn": int64(f.tokenLifetime / time.Second),
+		},
+	}}
+}
+
+func (f *Fake) serveAPI(r *http.Request, body []byte) reply {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	f.requests = append(f.requests, Recorded{
+		Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Time: now,
+	})
+
+	reqID := r.Header.Get("x-av-req-id")
+	switch {
+	case reqID == "":
+		return errorReply("", http.StatusBadRequest, "missing x-av-req-id header: send a fresh UUID with every request")
+	case !isUUID(reqID):
+		return errorReply("", http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q is not a UUID", reqID))
+	case f.reqIDs[reqID]:
+		return errorReply(reqID, http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q was already used: send a fresh UUID with every request", reqID))
+	}
+	f.reqIDs[reqID] = true
+
+	if msg := f.checkBearer(r.Header.Get("Authorization"), now); msg != "" {
+		return errorReply(reqID, http.StatusUnauthorized, msg)
+	}
+	if fl := f.takeFailure(r.URL.Path); fl != nil {
+		return failureReply(reqID, fl)
+	}
+	if a := r.Header.Get("Accept"); a != "" && !acceptsJSON(a) {
+		return errorReply(reqID, http.StatusNotAcceptable, fmt.Sprintf("Accept %q does not allow application/json", a))
+	}
+
+	rest := strings.TrimPrefix(r.URL.Path, apiPrefix)
+	switch {
+	case rest == "/action/entity":
+		if r.Method != http.MethodPost {
+			return methodNotAllowed(reqID, r.Method, http.MethodPost)
+		}
+		return f.entityAction(r, reqID, body, now)
+	case strings.HasPrefix(rest, "/event/"):
+		id := strings.TrimPrefix(rest, "/event/")
+		if id == "" || strings.Contains(id, "/") {
+			return errorReply(reqID, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+		}
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(reqID, r.Method, http.MethodGet)
+		}
+		if len(body) > 0 {
+			return errorReply(reqID, http.StatusBadRequest, "GET takes no request body")
+		}
+		return f.getEvent(reqID, id, now)
+	case strings.HasPrefix(rest, "/exceptions/"):
+		t := strings.TrimPrefix(rest, "/exceptions/")
+		if t == "" || strings.Contains(t, "/") {
+			return errorReply(reqID, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+		}
+		if r.Method != http.MethodGet {
+			return methodNotAllowed(reqID, r.Method, http.MethodGet)
+		}
+		if len(body) > 0 {
+			return errorReply(reqID, http.StatusBadRequest, "GET takes no request body")
+		}
+		return f.getExceptions(reqID, t)
+	}
+	return errorReply(reqID, http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
+}
+
+func (f *Fake) checkBearer(h string, now time.Time) string {
+	scheme, token, ok := strings.Cut(h, " ")
+	switch {
+	case h == "":
+		return "missing Authorization header: send Bearer <API access token>"
+	case !ok || !strings.EqualFold(scheme, "Bearer") || token == "":
+		return "Authorization must be Bearer <API access token>"
+	}
+	exp, known := f.tokens[token]
+	if !known || !now.Before(exp) {
+		return "invalid or expired access token"
+	}
+	return ""
+}
+
+func (f *Fake) takeFailure(path string) *Failure {
+	for i, p := range f.failures {
+		if strings.Contains(path, p.path) {
+			p.left--
+			if p.left <= 0 {
+				f.failures = slices.Delete(f.failures, i, i+1)
+			}
+			fl := p.Failure
+			return &fl
+		}
+	}
+	return nil
+}
+
+// entityAction checks the body field by field, as the document's body (not its parameter table,
+// which names eventActionName/eventActionParam) describes it.
+func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time.Time) reply {
+	bad := func(format string, args ...any) reply {
+		return errorReply(reqID, http.StatusBadRequest, fmt.Sprintf(format, args...))
+	}
+	if msg := checkJSONContentType(r); msg != "" {
+		return errorReply(reqID, http.StatusUnsupportedMediaType, msg)
+	}
+	var top map[string]json.RawMessage
+	if err := strictUnmarshal(body, &top); err != nil {
+		return bad("body is not a JSON object: %v", err)
+	}
+	for k := range top {
+		if k != "requestData" {
+			return bad("unknown field %q: the body holds only requestData", k)
+		}
+	}
+	raw, ok := top["requestData"]
+	if !ok {
+		return bad("missing requestData")
+	}
+	var rd map[string]json.RawMessage
+	if err := strictUnmarshal(raw, &rd); err != nil || rd == nil {
+		return bad("requestData must be an object")
+	}
+	for k := range rd {
+		switch k {
+		case "entityIds", "entityActionName", "entityActionParam":
+		case "eventActionName", "eventActionParam":
+			return bad("unknown field requestData.%s: send entity%s as a one-element array", k, strings.TrimPrefix(k, "event"))
+		default:
+			return bad("unknown field requestData.%s", k)
+		}
+	}
+	ids, msg := stringArray(rd, "entityIds", true)
+	if msg != "" {
+		return bad("%s", msg)
+	}
+	if len(ids) == 0 {
+		return bad("requestData.entityIds must not be empty")
+	}
+	seen := map[string]bool{}
+	for i, id := range ids {
+		if id == "" {
+			return bad("requestData.entityIds[%d] is empty", i)
+		}
+		if seen[id] {
+			return bad("requestData.entityIds holds %q twice: entity ids must be unique", id)
+		}
+		seen[id] = true
+	}
+	names, msg := stringArray(rd, "entityActionName", true)
+	if msg != "" {
+		return bad("%s", msg)
+	}
+	if len(names) != 1 {
+		return bad("requestData.entityActionName must hold exactly one action name, got %d", len(names))
+	}
+	name := names[0]
+	if !knownFakeAction(name) {
+		return bad("unknown entityActionName %q: known actions are %s", name, fakeActions)
+	}
+	params, msg := stringArray(rd, "entityActionParam", false)
+	if msg != "" {
+		return bad("%s", msg)
+	}
+	if len(params) > 1 {
+		return bad("requestData.entityActionParam must hold at most one parameter, got %d", len(params))
+	}
+	param := ""
+	if len(params) == 1 {
+		param = params[0]
+	}
+
+	data := make([]any, 0, len(ids))
+	for _, id := range ids {
+		t := FakeTask{ID: f.nextTaskID, EntityID: id, Action: name, Param: param, Time: now}
+		f.nextTaskID++
+		f.tasks = append(f.tasks, t)
+		f.apply(t)
+		var taskID any = strconv.FormatInt(t.ID, 10)
+		if f.numericTaskIDs {
+			taskID = t.ID
+		}
+		data = append(data, map[string]any{"entityId": id, "taskId": taskID})
+	}
+	return reply{status: http.StatusOK, body: map[string]any{
+		"responseEnvelope": envelope(reqID, 0, "responseText", "success", len(data)),
+		"responseData":     data,
+	}}
+}
+
+// apply records what an action does to the entity and to the events about it, so a later
+// get_event shows it (a playbook may skip quarantine when state is already "remediated").
+func (f *Fake) apply(t FakeTask) {
+	switch t.Action {
+	case "quarantine":
+		f.entityState[t.EntityID] = "quarantined"
+	case "restore":
+		f.entityState[t.EntityID] = "restored"
+	}
+	for id, ev := range f.events {
+		if ev["entityId"] != t.EntityID && id != t.EntityID {
+			continue
+		}
+		switch t.Action {
+		case "quarantine":
+			ev["state"] = "remediated"
+		case "dismiss":
+			ev["state"] = "dismissed"
+		case "severityChange":
+			if t.Param != "" {
+				ev["severity"] = t.Param
+			}
+		}
+		taken, _ := ev["actions"].([]any)
+		ev["actions"] = append(taken, map[string]any{
+			"actionType":      t.Action,
+			"createTime":      t.Time.UTC().Format(time.RFC3339Nano),
+			"relatedEntityId": t.EntityID,
+		})
+	}
+}
+
+func (f *Fake) getEvent(reqID, id string, now time.Time) reply {
+	ev, ok := f.events[id]
+	if !ok {
+		if !f.synthesize {
+			return errorReply(reqID, http.StatusNotFound, "event not found")
+		}
+		ev = synthesizedEvent(id, now)
+		f.events[id] = ev
+	}
+	var data any = deepCopy(ev)
+	if f.eventAsArray {
+		data = []any{data}
+	}
+	return reply{status: http.StatusOK, body: map[string]any{
+		// The event sample spells the text responseTest; the fake does too, so clients read both.
+		"responseEnvelope": envelope(reqID, 0, "responseTest", "Success", 1),
+		"responseData":     data,
+	}}
+}
+
+func (f *Fake) getExceptions(reqID, excType string) reply {
+	list, ok := f.exceptions[excType]
+	if !ok {
+		known := make([]string, 0, len(f.exceptions))
+		for k := range f.exceptions {
+			known = append(known, k)
+		}
+		slices.Sort(known)
+		return errorReply(reqID, http.StatusNotFound, fmt.Sprintf("unknown exception type %q: known types are %s", excType, strings.Join(known, ", ")))
+	}
+	data := make([]any, len(list))
+	for i, e := range list {
+		data[i] = deepCopy(e)
+	}
+	return reply{status: http.StatusOK, body: map[string]any{
+		"responseEnvelope": envelope(reqID, 200, "responseText", "", len(data)),
+		"responseData":     data,
+	}}
+}
+
+func synthesizedEvent(id string, now time.Time) map[string]any {
+	sum := sha256.Sum256([]byte(id))
+	entity := hex.EncodeToString(sum[:16])
+	return map[string]any{
+		"eventId":             id,
+		"customerId":          "us:riposte-simulation",
+		"saas":                "office365_emails",
+		"entityId":            entity,
+		"state":               "new",
+		"type":                "phishing",
+		"confidenceIndicator": "malicious",
+		"eventCreated":        now.UTC().Format("2006-01-02T15:04:05.000000-07:00"),
+		"severity":            "High",
+		"description":         fmt.Sprintf("Simulated phishing event %s", id),
+		"data":                "",
+		"additionalData":      map[string]any{},
+		"availableEventActions": []any{
+			map[string]any{"actionName": "quarantine", "actionParameter": map[string]any{}},
+			map[string]any{"actionName": "dismiss", "actionParameter": map[string]any{"eventId": id}},
+		},
+		"actions": []any{},
+	}
+}
+
+func envelope(reqID string, code int, textKey, text string, records int) map[string]any {
+	return map[string]any{
+		"requestId":          reqID,
+		"responseCode":       code,
+		textKey:              text,
+		"additionalText":     "",
+		"recordsNumber":      records,
+		"totalRecordsNumber": records,
+		"scrollId":           "",
+	}
+}
+
+func errorReply(reqID string, status int, msg string) reply {
+	return reply{status: status, body: map[string]any{
+		"responseEnvelope": envelope(reqID, status, "responseText", msg, 0),
+		"responseData":     []any{},
+	}}
+}
+
+func failureReply(reqID string, fl *Failure) reply {
+	code, key := fl.Code, "responseText"
+	if code == 0 {
+		code = fl.Status
+	}
+	if fl.TestSpelling {
+		key = "responseTest"
+	}
+	rep := reply{status: fl.Status, body: map[string]any{
+		"responseEnvelope": envelope(reqID, code, key, fl.Message, 0),
+		"responseData":     []any{},
+	}}
+	if fl.RetryAfter != "" {
+		rep.header = http.Header{"Retry-After": {fl.RetryAfter}}
+	}
+	return rep
+}
+
+func methodNotAllowed(reqID, got, want string) reply {
+	rep := errorReply(reqID, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", got, want))
+	rep.header = http.Header{"Allow": {want}}
+	return rep
+}
+
+func checkJSONContentType(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return "missing Content-Type: send application/json"
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil || mt != "application/json" {
+		return fmt.Sprintf("Content-Type %q is not application/json", ct)
+	}
+	return ""
+}
+
+func acceptsJSON(accept string) bool {
+	for _, part := range strings.Split(accept, ",") {
+		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
+		if err == nil && (mt == "application/json" || mt == "application/*" || mt == "*/*") {
+			return true
+		}
+	}
+	return false
+}
+
+// stringArray reads requestData[key] as an array of strings; a plain string is refused, as the
+// service takes arrays.
+func stringArray(rd map[string]json.RawMessage, key string, required bool) ([]string, string) {
+	raw, ok := rd[key]
+	if !ok {
+		if required {
+			return nil, fmt.Sprintf("missing requestData.%s", key)
+		}
+		return nil, ""
+	}
+	var items []any
+	if err := strictUnmarshal(raw, &items); err != nil || items == nil {
+		return nil, fmt.Sprintf("requestData.%s must be an array of strings, got %s", key, strings.TrimSpace(string(raw)))
+	}
+	out := make([]string, len(items))
+	for i, it := range items {
+		s, ok := it.(string)
+		if !ok {
+			return nil, fmt.Sprintf("requestData.%s[%d] must be a string", key, i)
+		}
+		out[i] = s
+	}
+	return out, ""
+}
+
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+// isUUID accepts only the canonical 36-character form the documents show.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	_, err := uuid.Parse(s)
+	return err == nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// deepCopy copies a JSON-like value so callers and handlers never share maps.
+func deepCopy(m map[string]any) map[string]any {
+	out, _ := copyValue(m).(map[string]any)
+	return out
+}
+
+func copyValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = copyValue(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = copyValue(e)
+		}
+		return out
+	case []map[string]any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = copyValue(e)
+		}
+		return out
+	case []string:
+		return slices.Clone(t)
+	}
+	return v
+}

@@ -1,0 +1,283 @@
+// Package engine runs one alert: it picks the playbooks that match, runs their steps in order
+// through the action dispatcher, remembers completed steps in a journal, and builds one outcome
+// per playbook run. It knows nothing of NATS or HTTP.
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/playbook"
+)
+
+// Outcome and step statuses, as published.
+const (
+	StatusSucceeded = "succeeded"
+	StatusFailed    = "failed"
+	StatusSkipped   = "skipped"
+	StatusUnmatched = "unmatched"
+)
+
+// Outcome is DESIGN.md's outcome message.
+type Outcome struct {
+	AlertID    string        `json:"alert_id"`
+	Subject    string        `json:"subject"`
+	Playbook   string        `json:"playbook"`
+	Status     string        `json:"status"`
+	StartedAt  time.Time     `json:"started_at"`
+	FinishedAt time.Time     `json:"finished_at"`
+	Worker     string        `json:"worker"`
+	Deliveries int           `json:"deliveries"`
+	Steps      []StepOutcome `json:"steps"`
+	// Error explains a failure that is no step's: a `when` that could not be evaluated.
+	Error string `json:"error,omitempty"`
+	// Simulated marks a run against the in-process vendor fakes (--simulate).
+	Simulated bool `json:"simulated,omitempty"`
+}
+
+// StepOutcome is one step's part of an outcome.
+type StepOutcome struct {
+	ID         string         `json:"id"`
+	Action     string         `json:"action"`
+	Status     string         `json:"status"`
+	Attempts   int            `json:"attempts"`
+	DurationMS int64          `json:"duration_ms"`
+	Output     map[string]any `json:"output"`
+	Error      string         `json:"error"`
+}
+
+// Alert is what the engine needs to know of one delivery.
+type Alert struct {
+	ID         string
+	Subject    string
+	Headers    map[string]string
+	Body       map[string]any
+	Deliveries int
+}
+
+// Result is the engine's verdict on one alert.
+type Result struct {
+	Outcomes []Outcome
+	// Retry is set when a step ran out of retries on a failure that may pass later; the
+	// outcomes then describe this delivery, to be published only if no delivery is left.
+	Retry bool
+}
+
+// Journal stores the results of steps that succeeded, so a redelivered alert does not repeat
+// vendor calls. The queue package implements it on a JetStream key-value bucket.
+type Journal interface {
+	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
+	Put(ctx context.Context, key string, value []byte) error
+}
+
+// Options are the engine's settings.
+type Options struct {
+	Worker    string // this replica's name in outcomes
+	Simulated bool
+	Now       func() time.Time
+	Log       *zap.Logger
+}
+
+// Engine runs alerts against a fixed set of playbooks.
+type Engine struct {
+	playbooks []*playbook.Playbook
+	registry  *actions.Registry
+	dispatch  *actions.Dispatcher
+	journal   Journal
+	opts      Options
+}
+
+// New builds an engine. Playbooks run in the order given (LoadDir sorts them by name).
+func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher, j Journal, opts Options) *Engine {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	return &Engine{playbooks: pbs, registry: reg, dispatch: d, journal: j, opts: opts}
+}
+
+// Process runs every matching playbook for one alert.
+func (e *Engine) Process(ctx context.Context, a Alert) Result {
+	var res Result
+	for _, pb := range e.playbooks {
+		if !pb.MatchesSubject(a.Subject) {
+			continue
+		}
+		env := e.env(a, pb)
+		match, err := pb.When(env)
+		if err != nil {
+			now := e.now()
+			out := e.outcome(a, pb.Name, now)
+			out.Status, out.FinishedAt = StatusFailed, now
+			out.Error = fmt.Sprintf("playbook %q: evaluate when: %v", pb.Name, err)
+			e.opts.Log.Warn("playbook condition failed", zap.String("alert_id", a.ID), zap.String("playbook", pb.Name), zap.Error(err))
+			res.Outcomes = append(res.Outcomes, out)
+			continue
+		}
+		if !match {
+			continue
+		}
+		out, retry := e.run(ctx, a, pb, env)
+		res.Outcomes = append(res.Outcomes, out)
+		res.Retry = res.Retry || retry
+	}
+	if len(res.Outcomes) == 0 {
+		now := e.now()
+		out := e.outcome(a, "", now)
+		out.Status, out.FinishedAt = StatusUnmatched, now
+		res.Outcomes = append(res.Outcomes, out)
+	}
+	return res
+}
+
+// now is truncated to milliseconds: outcomes are read by people and by tools, not by clocks.
+func (e *Engine) now() time.Time { return e.opts.Now().UTC().Truncate(time.Millisecond) }
+
+func (e *Engine) env(a Alert, pb *playbook.Playbook) *playbook.Env {
+	return &playbook.Env{
+		Alert: a.Body, Subject: a.Subject, Headers: a.Headers, AlertID: a.ID,
+		Steps: make(map[string]playbook.StepState, len(pb.Steps)), Vars: pb.Vars, Now: e.now(),
+	}
+}
+
+func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
+	return Outcome{
+		AlertID: a.ID, Subject: a.Subject, Playbook: name, StartedAt: started,
+		Worker: e.opts.Worker, Deliveries: a.Deliveries, Steps: []StepOutcome{}, Simulated: e.opts.Simulated,
+	}
+}
+
+// run executes one playbook's steps in order. retry reports a retryable failure that stopped it.
+func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, retry bool) {
+	out = e.outcome(a, pb.Name, e.now())
+	out.Status = StatusSucceeded
+	log := e.opts.Log.With(zap.String("alert_id", a.ID), zap.String("playbook", pb.Name))
+	stopped := false
+	for _, st := range pb.Steps {
+		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
+		if !stopped {
+			var stepRetry bool
+			so, stepRetry = e.step(ctx, a, pb, st, env, log)
+			if so.Status == StatusFailed {
+				out.Status = StatusFailed
+				if st.OnError != playbook.OnErrorContinue {
+					stopped = true
+					retry = retry || stepRetry
+				}
+			}
+		}
+		env.Steps[st.ID] = playbook.StepState{Status: so.Status, Output: so.Output, Error: so.Error}
+		out.Steps = append(out.Steps, so)
+	}
+	out.FinishedAt = e.now()
+	log.Info("playbook finished", zap.String("status", out.Status), zap.Bool("retry", retry))
+	return out, retry
+}
+
+// journalRecord is what the journal keeps of a succeeded step.
+type journalRecord struct {
+	Output     map[string]any `json:"output"`
+	Attempts   int            `json:"attempts"`
+	DurationMS int64          `json:"duration_ms"`
+}
+
+func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (so StepOutcome, retry bool) {
+	so = StepOutcome{ID: st.ID, Action: st.Action}
+	log = log.With(zap.String("step", st.ID), zap.String("action", st.Action))
+	fail := func(err error) (StepOutcome, bool) {
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, false
+	}
+
+	run, err := st.ShouldRun(env)
+	if err != nil {
+		return fail(fmt.Errorf("step %q: evaluate if: %w", st.ID, err))
+	}
+	if !run {
+		so.Status = StatusSkipped
+		return so, false
+	}
+
+	key := journalKey(a.ID, pb.Name, st.ID)
+	if rec, ok := e.recall(ctx, key, log); ok {
+		log.Info("step already succeeded on an earlier delivery; reusing its result")
+		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
+		return so, false
+	}
+
+	in, err := st.Render(env)
+	if err != nil {
+		return fail(err)
+	}
+	act, ok := e.registry.Lookup(st.Action)
+	if !ok { // the loader checked every action, so this is a wiring bug
+		return fail(fmt.Errorf("step %q: action %q is not registered", st.ID, st.Action))
+	}
+	began := time.Now()
+	r := e.dispatch.Run(ctx, act, in, st.Retry)
+	so.Attempts, so.DurationMS = r.Attempts, time.Since(began).Milliseconds()
+	if r.Err != nil {
+		so.Status, so.Error = StatusFailed, r.Err.Error()
+		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
+		return so, r.Retryable
+	}
+	so.Status, so.Output = StatusSucceeded, r.Output
+	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS))
+	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
+	return so, false
+}
+
+func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool) {
+	if e.journal == nil {
+		return journalRecord{}, false
+	}
+	b, ok, err := e.journal.Get(ctx, key)
+	if err != nil {
+		// Without the journal the step may repeat a vendor call; that beats not acting at all.
+		log.Warn("step journal unreadable; running the step", zap.Error(err))
+		return journalRecord{}, false
+	}
+	if !ok {
+		return journalRecord{}, false
+	}
+	var rec journalRecord
+	if err := json.Unmarshal(b, &rec); err != nil {
+		log.Warn("step journal record unreadable; running the step", zap.Error(err))
+		return journalRecord{}, false
+	}
+	return rec, true
+}
+
+func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, log *zap.Logger) {
+	if e.journal == nil {
+		return
+	}
+	b, err := json.Marshal(rec)
+	if err == nil {
+		// A shutdown must not stop us recording what the vendor already did.
+		err = e.journal.Put(context.WithoutCancel(ctx), key, b)
+	}
+	if err != nil {
+		log.Warn("step journal write failed; a redelivery may repeat this step", zap.Error(err))
+	}
+}
+
+// journalKey hashes the identity of a step run: alert ids are producer-chosen and may hold
+// characters a key-value key cannot.
+func journalKey(alertID, pb, step string) string {
+	h := sha256.New()
+	for _, part := range []string{alertID, pb, step} {
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}

@@ -1,0 +1,141 @@
+// Package queue is riposte's JetStream layer: it creates the streams and the shared durable pull
+// consumer, delivers alerts to a handler with bounded concurrency, publishes outcomes and
+// dead letters, and turns the handler's verdict into ack, nak-with-delay or term.
+package queue
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config names the streams and subjects and sets the delivery limits. Zero values take the
+// defaults of DefaultConfig.
+type Config struct {
+	AlertsStream   string
+	AlertsSubjects []string // what the alerts stream captures when the worker creates it
+	OutcomesStream string
+	OutcomesPrefix string // outcomes go to <prefix>.<playbook> and <prefix>.unmatched
+	DLQStream      string
+	DLQPrefix      string // dead letters go to <prefix>.<reason>
+	Consumer       string // the shared durable consumer every replica binds to
+
+	MaxInFlight   int // alerts one replica handles at once
+	MaxAckPending int // the consumer's limit, shared by all replicas
+	AckWait       time.Duration
+	MaxDeliver    int           // deliveries before an alert that keeps failing is dead-lettered
+	RetryDelay    time.Duration // nak delay after the first failed delivery; doubles each time
+	MaxRetryDelay time.Duration
+	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id on the streams the worker
+	// creates: outcome de-duplication across redeliveries only works inside it.
+	DuplicateWindow time.Duration
+	MaxAlertBytes   int           // larger alerts are dead-lettered as too_large
+	GracePeriod     time.Duration // how long shutdown waits for in-flight alerts
+
+	JournalBucket string        // key-value bucket of completed steps
+	JournalTTL    time.Duration // how long a completed step is remembered
+}
+
+// DefaultConfig is DESIGN.md's defaults.
+func DefaultConfig() Config {
+	return Config{
+		AlertsStream:    "SOAR_ALERTS",
+		AlertsSubjects:  []string{"soar.alerts.>"},
+		OutcomesStream:  "SOAR_OUTCOMES",
+		OutcomesPrefix:  "soar.outcomes",
+		DLQStream:       "SOAR_DLQ",
+		DLQPrefix:       "soar.dlq",
+		Consumer:        "riposte",
+		MaxInFlight:     64,
+		AckWait:         30 * time.Second,
+		MaxDeliver:      5,
+		RetryDelay:      10 * time.Second,
+		MaxRetryDelay:   5 * time.Minute,
+		DuplicateWindow: time.Hour,
+		MaxAlertBytes:   1 << 20,
+		GracePeriod:     25 * time.Second,
+		JournalBucket:   "riposte_steps",
+		JournalTTL:      7 * 24 * time.Hour,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	setString := func(v *string, def string) {
+		if *v == "" {
+			*v = def
+		}
+	}
+	setString(&c.AlertsStream, d.AlertsStream)
+	setString(&c.OutcomesStream, d.OutcomesStream)
+	setString(&c.OutcomesPrefix, d.OutcomesPrefix)
+	setString(&c.DLQStream, d.DLQStream)
+	setString(&c.DLQPrefix, d.DLQPrefix)
+	setString(&c.Consumer, d.Consumer)
+	setString(&c.JournalBucket, d.JournalBucket)
+	if len(c.AlertsSubjects) == 0 {
+		c.AlertsSubjects = d.AlertsSubjects
+	}
+	setInt := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setInt(&c.MaxInFlight, d.MaxInFlight)
+	setInt(&c.MaxAckPending, c.MaxInFlight*16)
+	setInt(&c.MaxDeliver, d.MaxDeliver)
+	setInt(&c.MaxAlertBytes, d.MaxAlertBytes)
+	setDur := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setDur(&c.AckWait, d.AckWait)
+	setDur(&c.RetryDelay, d.RetryDelay)
+	setDur(&c.MaxRetryDelay, d.MaxRetryDelay)
+	setDur(&c.DuplicateWindow, d.DuplicateWindow)
+	setDur(&c.GracePeriod, d.GracePeriod)
+	setDur(&c.JournalTTL, d.JournalTTL)
+	return c
+}
+
+// Validate reports every unusable setting at once.
+func (c Config) Validate() error {
+	var problems []string
+	for _, p := range []struct{ what, v string }{
+		{"outcomes prefix", c.OutcomesPrefix}, {"dead-letter prefix", c.DLQPrefix},
+	} {
+		if p.v != "" && (strings.ContainsAny(p.v, "*> \t") || strings.HasPrefix(p.v, ".") || strings.HasSuffix(p.v, ".")) {
+			problems = append(problems, fmt.Sprintf("%s %q is not a literal subject", p.what, p.v))
+		}
+	}
+	for _, p := range []struct{ what, v string }{
+		{"alerts stream", c.AlertsStream}, {"outcomes stream", c.OutcomesStream},
+		{"dead-letter stream", c.DLQStream}, {"consumer", c.Consumer}, {"journal bucket", c.JournalBucket},
+	} {
+		if strings.ContainsAny(p.v, ".*> \t") {
+			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>' or spaces", p.what, p.v))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("queue configuration: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// OutcomeSubject is where the outcome of a playbook run is published.
+func (c Config) OutcomeSubject(playbook string) string { return c.OutcomesPrefix + "." + playbook }
+
+// DLQSubject is where a dead letter with the given reason token goes.
+func (c Config) DLQSubject(reason string) string { return c.DLQPrefix + "." + reason }
+
+// retryDelay is the nak delay after the n-th failed delivery: exponential, capped. The worker
+// times redelivery itself (rather than the consumer's BackOff list, which would also override
+// AckWait) so that AckWait stays the crash-detection timeout and nothing else.
+func (c Config) retryDelay(delivered uint64) time.Duration {
+	d := c.RetryDelay
+	for i := uint64(1); i < delivered && d < c.MaxRetryDelay; i++ {
+		d *= 2
+	}
+	return min(d, c.MaxRetryDelay)
+}

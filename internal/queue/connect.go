@@ -1,0 +1,66 @@
+package queue
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// Auth carries the NATS credentials a worker may be given; at most one method is used, in the
+// order creds file, nkey seed, token, user/password. TLS applies alongside any of them.
+type Auth struct {
+	CredsFile string
+	NKeySeed  string // a path to a seed file
+	Token     string
+	User      string
+	Password  string
+	CAFile    string
+	CertFile  string
+	KeyFile   string
+}
+
+// Connect dials NATS with reconnects that never give up: a worker outlives a server restart.
+func Connect(url, name string, auth Auth, log *zap.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", zap.String("url", c.ConnectedUrlRedacted())) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("nats async error", zap.Error(err)) }),
+	}
+	switch {
+	case auth.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(auth.CredsFile))
+	case auth.NKeySeed != "":
+		opt, err := nats.NkeyOptionFromSeed(auth.NKeySeed)
+		if err != nil {
+			return nil, fmt.Errorf("read NATS nkey seed file: %w", err)
+		}
+		opts = append(opts, opt)
+	case auth.Token != "":
+		opts = append(opts, nats.Token(auth.Token))
+	case auth.User != "":
+		opts = append(opts, nats.UserInfo(auth.User, auth.Password))
+	}
+	if auth.CAFile != "" {
+		opts = append(opts, nats.RootCAs(auth.CAFile))
+	}
+	if auth.CertFile != "" || auth.KeyFile != "" {
+		if auth.CertFile == "" || auth.KeyFile == "" {
+			return nil, fmt.Errorf("NATS_CERT and NATS_KEY go together: set both or neither")
+		}
+		opts = append(opts, nats.ClientCert(auth.CertFile, auth.KeyFile))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}

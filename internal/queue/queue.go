@@ -1,0 +1,464 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Header names the worker reads or writes.
+const (
+	HeaderDLQReason      = "Riposte-Dlq-Reason"
+	HeaderAlertID        = "Riposte-Alert-Id"
+	HeaderSubject        = "Riposte-Subject"
+	HeaderDeliveries     = "Riposte-Deliveries"
+	HeaderStreamSeq      = "Riposte-Stream-Seq"
+	HeaderOriginalMsgID  = "Riposte-Original-Msg-Id"
+	HeaderLastOutcome    = "Riposte-Last-Outcome"
+	dlqReasonInvalid     = "invalid"
+	dlqReasonTooLarge    = "too_large"
+	dlqReasonExhausted   = "exhausted"
+	publishTimeout       = 10 * time.Second
+	shutdownNakDelay     = 0 // another replica should pick the alert up at once
+	unmatchedOutcomeName = "unmatched"
+)
+
+// Alert is one delivery of an alert, decoded once.
+type Alert struct {
+	ID         string
+	Subject    string
+	Headers    map[string]string // first value of each header
+	Body       map[string]any
+	Deliveries int // 1 on the first delivery
+}
+
+// Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
+type Outcome struct {
+	Playbook string
+	JSON     []byte
+}
+
+// Verdict is what the handler decided about one alert.
+type Verdict struct {
+	Outcomes []Outcome
+	// Retry says a step failed in a way that may pass later: the alert is redelivered after a
+	// delay and its outcomes are not published, until deliveries run out; then the outcomes are
+	// published and the alert goes to the exhausted dead-letter subject.
+	Retry bool
+}
+
+// Handler processes one alert. It must honour ctx: it is cancelled when shutdown's grace
+// period runs out.
+type Handler func(ctx context.Context, a *Alert) Verdict
+
+// Queue is a worker's view of JetStream.
+type Queue struct {
+	js  jetstream.JetStream
+	cfg Config
+	log *zap.Logger
+}
+
+// New wraps a NATS connection. Call Ensure before Run.
+func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("open jetstream: %w", err)
+	}
+	return &Queue{js: js, cfg: cfg, log: log}, nil
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (q *Queue) Config() Config { return q.cfg }
+
+// Ensure creates the streams, the durable consumer and the journal bucket where they are
+// missing. Existing ones are left exactly as the operator configured them.
+func (q *Queue) Ensure(ctx context.Context) (*Journal, error) {
+	c := q.cfg
+	streams := []jetstream.StreamConfig{
+		{Name: c.AlertsStream, Subjects: c.AlertsSubjects, MaxAge: 7 * 24 * time.Hour},
+		{Name: c.OutcomesStream, Subjects: []string{c.OutcomesPrefix + ".>"}, MaxAge: 7 * 24 * time.Hour},
+		{Name: c.DLQStream, Subjects: []string{c.DLQPrefix + ".>"}, MaxAge: 30 * 24 * time.Hour},
+	}
+	for _, sc := range streams {
+		sc.Storage = jetstream.FileStorage
+		sc.Duplicates = c.DuplicateWindow
+		if err := q.ensureStream(ctx, sc); err != nil {
+			return nil, err
+		}
+	}
+	if err := q.ensureConsumer(ctx); err != nil {
+		return nil, err
+	}
+	kv, err := q.js.KeyValue(ctx, c.JournalBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: c.JournalBucket, Description: "riposte: steps that already succeeded, per alert and playbook",
+			History: 1, TTL: c.JournalTTL, Storage: jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
+			kv, err = q.js.KeyValue(ctx, c.JournalBucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open step journal bucket %q: %w", c.JournalBucket, err)
+	}
+	return &Journal{kv: kv}, nil
+}
+
+func (q *Queue) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	_, err := q.js.Stream(ctx, sc.Name)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("look up stream %q: %w", sc.Name, err)
+	}
+	_, err = q.js.CreateStream(ctx, sc)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %q for %s: %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
+	}
+	q.log.Info("created stream", zap.String("stream", sc.Name), zap.Strings("subjects", sc.Subjects))
+	return nil
+}
+
+func (q *Queue) ensureConsumer(ctx context.Context) error {
+	c := q.cfg
+	info, err := q.js.Consumer(ctx, c.AlertsStream, c.Consumer)
+	if err == nil {
+		if mp := info.CachedInfo().Config.MaxAckPending; mp > 0 && mp < c.MaxInFlight*2 {
+			q.log.Warn("existing consumer's max_ack_pending leaves little room for more replicas",
+				zap.String("consumer", c.Consumer), zap.Int("max_ack_pending", mp), zap.Int("max_in_flight", c.MaxInFlight))
+		}
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("look up consumer %q on stream %q: %w", c.Consumer, c.AlertsStream, err)
+	}
+	_, err = q.js.CreateConsumer(ctx, c.AlertsStream, jetstream.ConsumerConfig{
+		Durable:     c.Consumer,
+		Description: "riposte workers: every replica pulls from this one consumer",
+		AckPolicy:   jetstream.AckExplicitPolicy,
+		AckWait:     c.AckWait,
+		// The worker counts deliveries itself so that the last one is dead-lettered with its
+		// outcome instead of silently dropped by the server.
+		MaxDeliver:    -1,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerExists) {
+		return fmt.Errorf("create consumer %q on stream %q: %w", c.Consumer, c.AlertsStream, err)
+	}
+	q.log.Info("created consumer", zap.String("stream", c.AlertsStream), zap.String("consumer", c.Consumer))
+	return nil
+}
+
+// Run pulls alerts and hands each to h, at most MaxInFlight at once, until ctx ends. Then it
+// stops pulling, lets in-flight alerts finish within the grace period, cancels the rest (they
+// are nak'ed for another replica) and returns.
+func (q *Queue) Run(ctx context.Context, h Handler) error {
+	cons, err := q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+	if err != nil {
+		return fmt.Errorf("bind to consumer %q on stream %q: %w", q.cfg.Consumer, q.cfg.AlertsStream, err)
+	}
+	// Alerts in flight keep running after ctx ends, until the grace period is over.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	slots := make(chan struct{}, q.cfg.MaxInFlight)
+	var wg sync.WaitGroup
+	for ctx.Err() == nil {
+		// Pull only as many alerts as there are free slots: an alert waiting in a local buffer
+		// would burn its AckWait while no one works on it.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		free := 1
+	more:
+		for free < q.cfg.MaxInFlight {
+			select {
+			case slots <- struct{}{}:
+				free++
+			default:
+				break more
+			}
+		}
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx))
+		got := 0
+		if err == nil {
+			for msg := range batch.Messages() {
+				got++
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots }()
+					q.handle(work, msg, h)
+				}()
+			}
+			err = batch.Error()
+		}
+		cancel()
+		for range free - got {
+			<-slots
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			q.log.Warn("pull alerts", zap.Error(err))
+			select { // a broken connection should not spin
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+		}
+	}
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(q.cfg.GracePeriod):
+		q.log.Warn("grace period over, cancelling alerts in flight", zap.Duration("grace", q.cfg.GracePeriod))
+		cancelWork()
+		<-done
+	}
+	return nil
+}
+
+func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		q.log.Error("alert without jetstream metadata, terminating", zap.String("subject", msg.Subject()), zap.Error(err))
+		_ = msg.TermWithReason("no jetstream metadata")
+		return
+	}
+	alert, reason, detail := q.decode(msg, meta)
+	log := q.log.With(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
+	if reason != "" {
+		log.Warn("alert dead-lettered", zap.String("reason", reason), zap.String("detail", detail))
+		q.deadLetter(ctx, msg, alert, reason, detail, nil, log)
+		return
+	}
+
+	stopBeat := q.heartbeat(msg, log)
+	verdict := q.safeHandle(ctx, h, alert, log)
+	stopBeat()
+
+	if verdict.Retry && ctx.Err() != nil {
+		// Shutdown, not the vendor, cut this run short: give it to another replica now, and do
+		// not count it against the alert's deliveries.
+		_ = msg.NakWithDelay(shutdownNakDelay)
+		return
+	}
+	if verdict.Retry && alert.Deliveries < q.cfg.MaxDeliver {
+		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
+		log.Info("alert will be retried", zap.Duration("delay", delay))
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn("nak alert", zap.Error(err))
+		}
+		return
+	}
+	if err := q.publishOutcomes(ctx, alert.ID, verdict.Outcomes); err != nil {
+		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
+		_ = msg.NakWithDelay(q.cfg.RetryDelay)
+		return
+	}
+	if verdict.Retry {
+		detail := fmt.Sprintf("a step kept failing after %d deliveries", alert.Deliveries)
+		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
+		q.deadLetter(ctx, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
+		return
+	}
+	if err := msg.Ack(); err != nil {
+		log.Warn("ack alert", zap.Error(err))
+	}
+}
+
+// decode turns a delivery into an Alert, or names why it cannot be processed.
+func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert, reason, detail string) {
+	a = &Alert{Subject: msg.Subject(), Deliveries: int(meta.NumDelivered), Headers: map[string]string{}}
+	for k, v := range msg.Headers() {
+		if len(v) > 0 {
+			a.Headers[k] = v[0]
+		}
+	}
+	// The id comes first, so that even a dead letter can be traced back to its producer.
+	a.ID = a.Headers[nats.MsgIdHdr]
+	data := msg.Data()
+	if len(data) > q.cfg.MaxAlertBytes {
+		if a.ID == "" {
+			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+		}
+		return a, dlqReasonTooLarge, fmt.Sprintf("alert is %d bytes, more than the %d allowed", len(data), q.cfg.MaxAlertBytes)
+	}
+	var body any
+	err := json.Unmarshal(data, &body)
+	obj, isObject := body.(map[string]any)
+	if a.ID == "" {
+		if id, ok := obj["id"].(string); ok && id != "" {
+			a.ID = id
+		} else {
+			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+		}
+	}
+	switch {
+	case err != nil:
+		return a, dlqReasonInvalid, "alert is not valid JSON: " + err.Error()
+	case !isObject:
+		return a, dlqReasonInvalid, fmt.Sprintf("alert must be a JSON object, got %s", jsonKind(body))
+	}
+	a.Body = obj
+	return a, "", ""
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case []any:
+		return "an array"
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// safeHandle turns a panicking handler into a retry, so one poisonous alert ends up in the
+// dead-letter stream instead of taking the worker down.
+func (q *Queue) safeHandle(ctx context.Context, h Handler, a *Alert, log *zap.Logger) (v Verdict) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error("alert handler panicked", zap.Any("panic", r), zap.Stack("stack"))
+			v = Verdict{Retry: true}
+		}
+	}()
+	return h(ctx, a)
+}
+
+// heartbeat keeps AckWait from running out under a long run.
+func (q *Queue) heartbeat(msg jetstream.Msg, log *zap.Logger) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(q.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if err := msg.InProgress(); err != nil {
+					log.Warn("extend ack deadline", zap.Error(err))
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// publishOutcomes publishes every outcome and waits for all their PubAcks: an alert is acked
+// only once JetStream holds its outcomes.
+func (q *Queue) publishOutcomes(ctx context.Context, alertID string, outs []Outcome) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(outs))
+	for _, o := range outs {
+		name := o.Playbook
+		if name == "" {
+			name = unmatchedOutcomeName
+		}
+		m := nats.NewMsg(q.cfg.OutcomeSubject(name))
+		m.Data = o.JSON
+		m.Header.Set("Content-Type", "application/json")
+		m.Header.Set(HeaderAlertID, alertID)
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(alertID+":"+name))
+		if err != nil {
+			return fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
+		}
+		futures = append(futures, f)
+	}
+	return awaitAcks(ctx, futures)
+}
+
+func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+	timeout := time.NewTimer(publishTimeout)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
+		case <-timeout.C:
+			return fmt.Errorf("store %s: no acknowledgement from jetstream after %s", f.Msg().Subject, publishTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("store %s: %w", f.Msg().Subject, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// deadLetter copies the alert, payload and headers untouched, to <dlq>.<reason> with the
+// reason in a header, then terminates the original so it is never delivered again.
+func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, reason, detail string, last []Outcome, log *zap.Logger) {
+	m := nats.NewMsg(q.cfg.DLQSubject(reason))
+	m.Data = msg.Data()
+	for k, vs := range msg.Headers() {
+		for _, v := range vs {
+			m.Header.Add(k, v)
+		}
+	}
+	if orig := m.Header.Get(nats.MsgIdHdr); orig != "" {
+		m.Header.Del(nats.MsgIdHdr)
+		m.Header.Set(HeaderOriginalMsgID, orig)
+	}
+	m.Header.Set(HeaderDLQReason, headerSafe(detail))
+	m.Header.Set(HeaderAlertID, headerSafe(a.ID))
+	m.Header.Set(HeaderSubject, a.Subject)
+	m.Header.Set(HeaderDeliveries, strconv.Itoa(a.Deliveries))
+	if meta, err := msg.Metadata(); err == nil {
+		m.Header.Set(HeaderStreamSeq, strconv.FormatUint(meta.Sequence.Stream, 10))
+	}
+	if len(last) > 0 {
+		all := make([]json.RawMessage, 0, len(last))
+		for _, o := range last {
+			all = append(all, o.JSON)
+		}
+		if b, err := json.Marshal(all); err == nil {
+			m.Header.Set(HeaderLastOutcome, headerSafe(string(b)))
+		}
+	}
+	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(a.ID+":dlq:"+reason))
+	if err == nil {
+		err = awaitAcks(ctx, []jetstream.PubAckFuture{f})
+	}
+	if err != nil {
+		// Not stored, so not terminated: JetStream will offer it again.
+		log.Error("dead-letter alert; it will be redelivered", zap.String("reason", reason), zap.Error(err))
+		_ = msg.NakWithDelay(q.cfg.RetryDelay)
+		return
+	}
+	if err := msg.TermWithReason(reason); err != nil {
+		log.Warn("terminate dead-lettered alert", zap.Error(err))
+	}
+}
+
+// headerSafe keeps a value on one header line.
+func headerSafe(s string) string {
+	return strings.NewReplacer("\r", " ", "\n", " ").Replace(s)
+}
