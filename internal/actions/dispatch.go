@@ -79,14 +79,24 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 			actx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
 		}
 		out, err := a.Run(actx, in)
+		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
 			res.Output = out
 			return nil
 		}
+		if timedOut && errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%s: no answer within %s: %w", spec.Name, p.AttemptTimeout, err)
+		}
 		if ctx.Err() != nil && lastErr != nil && errors.Is(err, ctx.Err()) {
 			// Shutdown cut this attempt short: what the vendor said last is the better story.
 			return backoff.Permanent(err)
+		}
+		var unauthorized *UnauthorizedError
+		if errors.As(err, &unauthorized) {
+			// The client already renewed its credentials once: they are wrong, and waiting
+			// will not make them right.
+			err = Permanent(err)
 		}
 		lastErr = err
 		if IsPermanent(err) {
@@ -156,6 +166,11 @@ func (b *stepBackOff) NextBackOff() time.Duration {
 	b.retries++
 	// Half fixed, half random: replicas hammering one vendor spread out, yet waits stay growing.
 	wait := interval/2 + time.Duration(b.jitter()*float64(interval/2))
+	if b.retryAfter > b.policy.MaxInterval {
+		// The vendor wants longer than this step may wait in place: give the alert back to
+		// the queue, which redelivers it later, instead of holding a slot for that long.
+		return backoff.Stop
+	}
 	if b.retryAfter > wait {
 		wait = b.retryAfter
 	}

@@ -254,8 +254,10 @@ func TestDispatcherHonoursRetryAfter(t *testing.T) {
 		fail(&RetryAfterError{Err: vendorErr(429, "rate limit exceeded"), After: after}),
 		succeed(Output{"ok": true}),
 	)
+	p := fastPolicy(3)
+	p.MaxInterval = 100 * time.Millisecond // a Retry-After beyond it is left to the queue
 	start := time.Now()
-	res := newTestDispatcher().Run(context.Background(), a, validInputs, fastPolicy(3))
+	res := newTestDispatcher().Run(context.Background(), a, validInputs, p)
 	elapsed := time.Since(start)
 	if res.Err != nil || res.Attempts != 2 {
 		t.Fatalf("Result = %+v; want success on attempt 2", res)
@@ -291,7 +293,7 @@ func TestDispatcherWaitsAndLogs(t *testing.T) {
 	a := newFake(
 		fail(overloaded),
 		fail(overloaded),
-		fail(&RetryAfterError{Err: vendorErr(429, "rate limit exceeded"), After: time.Hour}),
+		fail(&RetryAfterError{Err: vendorErr(429, "rate limit exceeded"), After: 30 * time.Millisecond}),
 		fail(overloaded),
 		fail(overloaded),
 		fail(overloaded),
@@ -302,9 +304,9 @@ func TestDispatcherWaitsAndLogs(t *testing.T) {
 	if res.Attempts != 6 || !res.Retryable || !errors.Is(res.Err, overloaded) {
 		t.Fatalf("Result = %+v; want 6 attempts, retryable, the 503", res)
 	}
-	// Jitter 0 waits half of each interval: 10ms, 20ms, 40ms (the Retry-After of an hour wins),
+	// Jitter 0 waits half of each interval: 10ms, 20ms, 40ms (the Retry-After of 30ms wins),
 	// then 40ms capped.
-	want := []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, time.Hour, 20 * time.Millisecond, 20 * time.Millisecond}
+	want := []time.Duration{5 * time.Millisecond, 10 * time.Millisecond, 30 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}
 	if fmt.Sprint(timer.waits) != fmt.Sprint(want) {
 		t.Errorf("waits = %v; want %v", timer.waits, want)
 	}
@@ -611,9 +613,9 @@ func TestStepBackOffRetryAfterFloor(t *testing.T) {
 	if w := b.NextBackOff(); w != 50*time.Millisecond {
 		t.Fatalf("first wait = %v", w)
 	}
-	b.retryAfter = 10 * time.Second // longer than MaxInterval: the vendor's word wins
-	if w := b.NextBackOff(); w != 10*time.Second {
-		t.Errorf("wait with Retry-After 10s = %v; want 10s", w)
+	b.retryAfter = 800 * time.Millisecond // longer than the backoff: the vendor's word wins
+	if w := b.NextBackOff(); w != 800*time.Millisecond {
+		t.Errorf("wait with Retry-After 800ms = %v; want 800ms", w)
 	}
 	if w := b.NextBackOff(); w != 200*time.Millisecond {
 		t.Errorf("wait after the Retry-After was used = %v; want 200ms (the floor applies once)", w)
@@ -654,5 +656,34 @@ func TestRetryPolicyNormalised(t *testing.T) {
 		if got := tt.in.normalised(); got != tt.want {
 			t.Errorf("%s: normalised() = %+v; want %+v", tt.name, got, tt.want)
 		}
+	}
+}
+
+// A Retry-After longer than the step may wait in place ends the step's retries: the alert goes
+// back to the queue, which redelivers it later, rather than holding a worker slot for an hour.
+func TestDispatcherLeavesLongRetryAfterToTheQueue(t *testing.T) {
+	t.Parallel()
+	d := newTestDispatcher()
+	timer := newRecordingTimer()
+	d.timer = timer
+	limited := &RetryAfterError{Err: vendorErr(429, "rate limit exceeded"), After: time.Hour}
+	a := newFake(fail(limited), succeed(Output{"ok": true}))
+	res := d.Run(context.Background(), a, validInputs, RetryPolicy{MaxAttempts: 5, InitialInterval: time.Millisecond, MaxInterval: time.Second})
+	if res.Attempts != 1 || !res.Retryable || !errors.Is(res.Err, limited) {
+		t.Fatalf("Result = %+v; want 1 attempt, retryable, the 429", res)
+	}
+	if len(timer.waits) != 0 {
+		t.Errorf("waited %v in place; want no wait", timer.waits)
+	}
+}
+
+// A 401 that survives the client's one renewal is permanent: wrong credentials stay wrong.
+func TestDispatcherDoesNotRetryUnauthorized(t *testing.T) {
+	t.Parallel()
+	denied := &UnauthorizedError{Err: vendorErr(401, "invalid token")}
+	a := newFake(fail(denied), succeed(Output{"ok": true}))
+	res := newTestDispatcher().Run(context.Background(), a, validInputs, fastPolicy(4))
+	if res.Attempts != 1 || res.Retryable || !errors.Is(res.Err, denied) {
+		t.Fatalf("Result = %+v; want 1 attempt, permanent, the 401", res)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // permanentError marks a failure that retrying cannot fix.
@@ -106,7 +107,11 @@ func Snippet(body []byte) string {
 	s := strings.TrimSpace(string(body))
 	const max = 200
 	if len(s) > max {
-		s = s[:max] + "…"
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
 	}
 	return s
 }

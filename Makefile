@@ -1,0 +1,31 @@
+# riposte: the README's two commands are `make demo` and `make test`.
+GO      ?= go
+BIN     ?= bin/worker
+PKGS    ?= ./...
+
+.PHONY: build run demo test bench lint fmt
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/worker
+
+# Starts the worker for real: an embedded JetStream server under ./data unless NATS_URL is set.
+run:
+	$(GO) run ./cmd/worker run --log-format console
+
+# The whole flow in one process against the fake vendors; exits non-zero on any unexpected outcome.
+demo:
+	$(GO) run ./cmd/worker demo
+
+test:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
