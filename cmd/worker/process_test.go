@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/queue/queuetest"
+)
+
+// These tests run the built binary the way an operator does: configuration from DESIGN.md's
+// environment variables only, a signal to stop.
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+func workerBinary(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs the worker binary")
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "riposte-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "worker")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
+// proc is a running `worker run`.
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func startProcess(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(workerBinary(t), args...)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	p := &proc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// stop sends SIGTERM and requires a clean exit.
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err // for the cleanup
+		if err != nil {
+			t.Fatalf("worker exited with %v after SIGTERM\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("worker still running 30s after SIGTERM\n%s", p.stderr)
+	}
+}
+
+func (p *proc) waitLog(t *testing.T, fragment string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(p.stderr.String(), fragment) {
+		select {
+		case err := <-p.done:
+			p.done <- err
+			t.Fatalf("worker exited (%v) before logging %q\n%s", err, fragment, p.stderr)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("worker did not log %q\n%s", fragment, p.stderr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// runTool runs a short-lived subcommand of the binary (publish, watch).
+func runTool(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, workerBinary(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("worker %s: %v\n%s%s", strings.Join(args, " "), err, out.String(), errOut.String())
+	}
+	return out.String()
+}
+
+func TestProcessRunsFromEnvironmentAndStopsOnSIGTERM(t *testing.T) {
+	t.Parallel()
+	emb := queuetest.StartJetStream(t)
+	hec := checkpoint.NewFake(testClientID, testAccessKey)
+	hec.AddEvent(map[string]any{"eventId": "ev-1", "state": "new"})
+	hecURL, stopHEC := hec.Start()
+	t.Cleanup(stopHEC)
+	httpAddr := freeAddr(t)
+
+	p := startProcess(t, []string{
+		"NATS_URL=" + emb.URL(),
+		"HEC_BASE_URL=" + hecURL, "HEC_CLIENT_ID=" + testClientID, "HEC_ACCESS_KEY=" + testAccessKey,
+		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=" + httpAddr,
+	}, "run")
+	p.waitLog(t, `"msg":"worker ready"`)
+
+	for _, path := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + httpAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET %s = %d", path, resp.StatusCode)
+		}
+	}
+
+	out := runTool(t, phishing("proc-1", "ev-1", "ent-proc"), "publish", "--nats-url", emb.URL(),
+		"--subject", "soar.alerts.checkpoint.phishing", "--id", "proc-1", "-")
+	if !strings.Contains(out, "stream SOAR_ALERTS") {
+		t.Errorf("publish printed %q", out)
+	}
+	nc := queuetest.Connect(t, emb)
+	s := &stack{t: t, nc: nc, hec: hec}
+	s.js = mustJetStream(t, nc)
+	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"))
+	if o["alert_id"] != "proc-1" || o["status"] != "succeeded" {
+		t.Errorf("outcome = %v", o)
+	}
+	if got := hec.EntityState("ent-proc"); got != "quarantined" {
+		t.Errorf("entity state = %q, want quarantined", got)
+	}
+	p.stop(t)
+	if strings.Contains(p.stderr.String(), testAccessKey) {
+		t.Errorf("the logs contain the HEC access key")
+	}
+}
+
+func TestProcessStartsEmbeddedServerWithPersistentStore(t *testing.T) {
+	t.Parallel()
+	listen, dataDir := freeAddr(t), t.TempDir()
+	env := []string{
+		"RIPOSTE_NATS_LISTEN=" + listen, "RIPOSTE_DATA_DIR=" + dataDir, "RIPOSTE_SIMULATE=true",
+		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=",
+	}
+	p := startProcess(t, env, "run")
+	p.waitLog(t, `"msg":"worker ready"`)
+	if !strings.Contains(p.stderr.String(), "nats://"+listen) {
+		t.Errorf("the worker did not log the URL to publish to\n%s", p.stderr)
+	}
+	url := "nats://" + listen
+
+	watch := exec.Command(workerBinary(t), "watch", "--nats-url", url, "--count", "1")
+	watch.Env = []string{"PATH=" + os.Getenv("PATH")}
+	stdout, err := watch.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchErr := &lockedBuffer{}
+	watch.Stderr = watchErr
+	if err := watch.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = watch.Process.Kill(); _ = watch.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(watchErr.String(), "watching") && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	runTool(t, phishing("sim-1", "ev-anything", "ent-sim"), "publish", "--nats-url", url,
+		"--subject", "soar.alerts.checkpoint.phishing", "-")
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("watch: %v\n%s", err, watchErr)
+	}
+	for _, want := range []string{"soar.outcomes.phishing-quarantine ", `"alert_id":"sim-1"`, `"status":"succeeded"`, `"simulated":true`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("watch printed %q; want %s in it", line, want)
+		}
+	}
+	p.stop(t)
+
+	// The store outlives the process: a second run on the same data directory still has it.
+	p2 := startProcess(t, env, "run")
+	p2.waitLog(t, `"msg":"worker ready"`)
+	nc := connectURL(t, url)
+	s := &stack{t: t, nc: nc, js: mustJetStream(t, nc)}
+	if n := s.count("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"); n != 1 {
+		t.Errorf("after a restart the outcome stream holds %d outcomes, want 1", n)
+	}
+	p2.stop(t)
+}
+
+func TestRunRefusesToStart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"broken playbook", map[string]string{"RIPOSTE_PLAYBOOKS": "testdata/broken"},
+			[]string{"testdata/broken/bad.yaml:6: ", `unknown action "checkpoint.quarantine"`}},
+		{"missing vendor variables", map[string]string{"RIPOSTE_PLAYBOOKS": shippedPlaybooks},
+			[]string{"checkpoint (used by phishing-quarantine)", "HEC_CLIENT_ID, HEC_ACCESS_KEY not set"}},
+		{"unknown region", map[string]string{"RIPOSTE_PLAYBOOKS": shippedPlaybooks, "HEC_REGION": "mars", "HEC_CLIENT_ID": "a", "HEC_ACCESS_KEY": "b"},
+			[]string{"HEC_REGION", "mars"}},
+		{"bad environment value", map[string]string{"RIPOSTE_MAX_IN_FLIGHT": "lots"},
+			[]string{`RIPOSTE_MAX_IN_FLIGHT="lots"`}},
+		{"no playbooks", map[string]string{"RIPOSTE_PLAYBOOKS": t.TempDir()},
+			[]string{"no playbooks"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			code := dispatch(context.Background(), []string{"run"}, func(k string) string { return tt.env[k] }, nil, io.Discard, &stderr)
+			if code != 1 {
+				t.Errorf("exit code = %d, want 1\n%s", code, stderr.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(stderr.String(), w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr.String())
+				}
+			}
+		})
+	}
+}
+
+func TestValidate(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if code := dispatch(context.Background(), []string{"validate", "--playbooks", shippedPlaybooks}, noEnv, nil, &out, &errOut); code != 0 {
+		t.Fatalf("validate shipped playbooks: exit %d\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "phishing-quarantine") {
+		t.Errorf("validate printed %q", out.String())
+	}
+	errOut.Reset()
+	if code := dispatch(context.Background(), []string{"validate", "--playbooks", "testdata/broken"}, noEnv, nil, &out, &errOut); code != 1 {
+		t.Errorf("validate broken playbooks: exit %d, want 1", code)
+	}
+	if !strings.Contains(errOut.String(), "bad.yaml:6: ") {
+		t.Errorf("validate printed %q; want file:line", errOut.String())
+	}
+}
+
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	var out, errOut bytes.Buffer
+	if code := dispatch(context.Background(), nil, noEnv, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "usage") {
+		t.Errorf("no command: exit %d, %q", code, errOut.String())
+	}
+	if code := dispatch(context.Background(), []string{"frobnicate"}, noEnv, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, %q", code, errOut.String())
+	}
+	if code := dispatch(context.Background(), []string{"run", "--no-such-flag"}, noEnv, nil, &out, &errOut); code != 2 {
+		t.Errorf("unknown flag: exit %d", code)
+	}
+}
+
+func noEnv(string) string { return "" }
