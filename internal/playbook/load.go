@@ -170,6 +170,10 @@ func (p *parser) parse(data []byte) *Playbook {
 		p.yamlError(err)
 	}
 
+	if len(doc.Content) == 0 {
+		p.addf(1, "empty file; a playbook needs name, on and steps")
+		return nil
+	}
 	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
 		p.addf(root.Line, "a playbook must be a mapping with name, on and steps")
@@ -344,6 +348,9 @@ func lineOf(v *yaml.Node) nodeLine {
 }
 
 func (p *parser) parseVars(v *yaml.Node) map[string]any {
+	if v.Tag == "!!null" {
+		return nil // `vars:` with everything commented out
+	}
 	if v.Kind != yaml.MappingNode {
 		p.addf(v.Line, "vars must be a mapping")
 		return nil
