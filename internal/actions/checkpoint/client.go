@@ -33,8 +33,6 @@ const (
 	// maxResponseBytes bounds what we read from the vendor; an event is a few kilobytes.
 	maxResponseBytes = 10 << 20
 	defaultTimeout   = 30 * time.Second
-	// tokenFetchTimeout bounds a token fetch that no caller's context governs (see token).
-	tokenFetchTimeout = 30 * time.Second
 	// defaultTokenLifetime applies when the auth answer states no usable lifetime; a 401 still
 	// triggers a renewal, so guessing short costs one extra auth call at worst.
 	defaultTokenLifetime = 5 * time.Minute
@@ -98,6 +96,8 @@ type tokenFetch struct {
 	done chan struct{}
 	tok  accessToken
 	err  error
+	// abandoned says the fetching caller's context ended: its error is no answer for the others.
+	abandoned bool
 }
 
 // NewClient checks cfg and returns a client; it makes no request until the first call.
@@ -147,7 +147,8 @@ func checkBaseURL(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("HEC base URL is not a URL: %v", err)
+		// url.Parse's error quotes the input, which may hold a password.
+		return "", errors.New("HEC base URL is not a valid URL")
 	}
 	if u.User != nil {
 		// Never echo it: the userinfo may hold a password.
@@ -316,7 +317,7 @@ func (c *Client) result(op string, resp *http.Response, body []byte) (json.RawMe
 		return body, nil
 	}
 	var r struct {
-		Envelope map[string]any `json:"responseEnvelope"`
+		Envelope map[string]any  `json:"responseEnvelope"`
 		Data     json.RawMessage `json:"responseData"`
 	}
 	if err := decodeJSON(body, &r); err != nil {
@@ -341,49 +342,54 @@ func (c *Client) result(op string, resp *http.Response, body []byte) (json.RawMe
 }
 
 // token returns a usable access token. refused, when set, is a token the service just turned
-// down: it is not handed out again. Concurrent callers share one fetch.
+// down: it is not handed out again. Concurrent callers share one fetch; the fetch runs under the
+// context of the caller that started it, and if that context ends first the others try again
+// under their own rather than inherit its cancellation.
 func (c *Client) token(ctx context.Context, refused string) (string, error) {
-	c.mu.Lock()
-	if refused != "" && !slices.Contains(c.refused, refused) {
-		// A few are enough: a token the service refused is not handed out again anyway.
-		c.refused = append(c.refused[max(0, len(c.refused)-(maxRemembered-1)):], refused)
-	}
-	if c.tok.value != "" && c.tok.value != refused && c.now().Before(c.tok.renewAt) {
-		v := c.tok.value
-		c.mu.Unlock()
-		return v, nil
-	}
-	f := c.inflight
-	if f == nil {
-		f = &tokenFetch{done: make(chan struct{})}
+	for {
+		c.mu.Lock()
+		if refused != "" && !slices.Contains(c.refused, refused) {
+			// A few are enough: a token the service refused is not handed out again anyway.
+			c.refused = append(c.refused[max(0, len(c.refused)-(maxRemembered-1)):], refused)
+		}
+		if c.tok.value != "" && c.tok.value != refused && c.now().Before(c.tok.renewAt) {
+			v := c.tok.value
+			c.mu.Unlock()
+			return v, nil
+		}
+		if f := c.inflight; f != nil {
+			c.mu.Unlock()
+			select {
+			case <-f.done:
+			case <-ctx.Done():
+				return "", fmt.Errorf("wait for HEC access token: %w", ctx.Err())
+			}
+			if f.abandoned {
+				continue
+			}
+			if f.err != nil {
+				return "", f.err
+			}
+			return f.tok.value, nil
+		}
+		f := &tokenFetch{done: make(chan struct{})}
 		c.inflight = f
-		// Detached from the caller: if the caller gives up, the others waiting on this fetch
-		// should not inherit its cancellation.
-		go c.fetchToken(context.WithoutCancel(ctx), f)
-	}
-	c.mu.Unlock()
-	select {
-	case <-f.done:
+		c.mu.Unlock()
+
+		f.tok, f.err = c.requestToken(ctx)
+		f.abandoned = f.err != nil && ctx.Err() != nil
+		c.mu.Lock()
+		if f.err == nil {
+			c.tok = f.tok
+		}
+		c.inflight = nil
+		c.mu.Unlock()
+		close(f.done)
 		if f.err != nil {
 			return "", f.err
 		}
 		return f.tok.value, nil
-	case <-ctx.Done():
-		return "", fmt.Errorf("wait for HEC access token: %w", ctx.Err())
 	}
-}
-
-func (c *Client) fetchToken(ctx context.Context, f *tokenFetch) {
-	ctx, cancel := context.WithTimeout(ctx, tokenFetchTimeout)
-	defer cancel()
-	f.tok, f.err = c.requestToken(ctx)
-	c.mu.Lock()
-	if f.err == nil {
-		c.tok = f.tok
-	}
-	c.inflight = nil
-	c.mu.Unlock()
-	close(f.done)
 }
 
 func (c *Client) requestToken(ctx context.Context) (accessToken, error) {

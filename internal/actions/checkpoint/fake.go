@@ -156,8 +156,9 @@ func (f *Fake) SetSynthesize(on bool) {
 	f.synthesize = on
 }
 
-// AddEvent stores an event (a copy) under its "eventId", which must be a non-empty string.
-// Missing "state" becomes "new" and missing "actions" an empty list.
+// AddEvent stores an event (a copy) under its "eventId", which must be a non-empty string (it
+// panics otherwise: that is a mistake in the caller's setup). Missing "state" becomes "new" and
+// missing "actions" an empty list.
 func (f *Fake) AddEvent(ev map[string]any) {
 	id, _ := ev["eventId"].(string)
 	if id == "" {
