@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/worker
 PKGS    ?= ./...
 
-.PHONY: build run demo test bench lint fmt
+.PHONY: build run demo test bench lint fmt docs
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/worker
@@ -29,3 +29,7 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# docs/actions.md is generated from the actions' declarations.
+docs:
+	$(GO) run ./cmd/worker actions > docs/actions.md

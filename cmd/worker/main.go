@@ -23,6 +23,7 @@ commands:
   validate   check the playbooks and exit
   publish    publish an alert (a file, or - for stdin) to a subject
   watch      print outcomes and dead letters as they arrive
+  actions    print the action catalogue (Markdown)
 
 "worker <command> -h" lists a command's flags and their environment variables.
 `
@@ -46,6 +47,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		"validate": cmdValidate,
 		"publish":  cmdPublish,
 		"watch":    cmdWatch,
+		"actions":  cmdActions,
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {
