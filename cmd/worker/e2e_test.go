@@ -123,12 +123,26 @@ func TestUnmatchedAlert(t *testing.T) {
 	s.publish("soar.alerts.checkpoint.dlp", "", `{"id":"dlp-7","type":"dlp","confidenceIndicator":"malicious"}`, nil)
 	s.settled()
 	s.eventually("two unmatched outcomes", func() bool { return s.count("SOAR_OUTCOMES", "soar.outcomes.unmatched") == 2 })
-	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.unmatched"))
-	if o["alert_id"] != "dlp-7" || o["playbook"] != "" || o["status"] != "unmatched" || o["subject"] != "soar.alerts.checkpoint.dlp" {
-		t.Errorf("unmatched outcome = %v", o)
+	subjects := map[string]string{}
+	for _, m := range s.all("SOAR_OUTCOMES", "soar.outcomes.unmatched") {
+		var o map[string]any
+		if err := json.Unmarshal(m.Data(), &o); err != nil {
+			t.Fatal(err)
+		}
+		if o["playbook"] != "" || o["status"] != "unmatched" {
+			t.Errorf("unmatched outcome = %v", o)
+		}
+		if steps, ok := o["steps"].([]any); !ok || len(steps) != 0 {
+			t.Errorf("unmatched steps = %#v, want []", o["steps"])
+		}
+		if got, want := m.Headers().Get(nats.MsgIdHdr), fmt.Sprint(o["alert_id"])+":unmatched"; got != want {
+			t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
+		}
+		subjects[fmt.Sprint(o["alert_id"])] = fmt.Sprint(o["subject"])
 	}
-	if steps, ok := o["steps"].([]any); !ok || len(steps) != 0 {
-		t.Errorf("unmatched steps = %#v, want []", o["steps"])
+	want := map[string]string{"login-1": "soar.alerts.siem.login", "dlp-7": "soar.alerts.checkpoint.dlp"}
+	if !reflect.DeepEqual(subjects, want) {
+		t.Errorf("unmatched outcomes (alert id → subject) = %v, want %v", subjects, want)
 	}
 	if n := len(s.hec.Requests()); n != 0 {
 		t.Errorf("fake HEC got %d requests, want none", n)

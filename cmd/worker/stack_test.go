@@ -211,3 +211,23 @@ func connectURL(t *testing.T, url string) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
+
+// all returns every message stored on subject, oldest first.
+func (s *stack) all(stream, subject string) []jetstream.Msg {
+	s.t.Helper()
+	ctx := context.Background()
+	c, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	n := s.count(stream, subject)
+	var msgs []jetstream.Msg
+	for uint64(len(msgs)) < n {
+		m, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			s.t.Fatalf("read %s: %v", subject, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}

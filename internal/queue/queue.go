@@ -60,11 +60,35 @@ type Verdict struct {
 // period runs out.
 type Handler func(ctx context.Context, a *Alert) Verdict
 
+// How a delivery ended, as Observer.AlertFinished reports it.
+const (
+	ResultAcked        = "acked"         // its outcomes are stored
+	ResultRetried      = "retried"       // nak'ed: JetStream delivers it again later
+	ResultDeadLettered = "dead_lettered" // copied to the dead-letter stream and terminated
+)
+
+// Observer hears what becomes of each delivery; the worker's metrics implement it. Methods are
+// called from many goroutines at once.
+type Observer interface {
+	AlertReceived()
+	// AlertFinished reports one of the Result constants and the time since AlertReceived.
+	AlertFinished(result string, took time.Duration)
+	// DeadLettered reports a dead letter stored, by reason (invalid, too_large, exhausted).
+	DeadLettered(reason string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) AlertReceived()                      {}
+func (nopObserver) AlertFinished(string, time.Duration) {}
+func (nopObserver) DeadLettered(string)                 {}
+
 // Queue is a worker's view of JetStream.
 type Queue struct {
 	js  jetstream.JetStream
 	cfg Config
 	log *zap.Logger
+	obs Observer
 }
 
 // New wraps a NATS connection. Call Ensure before Run.
@@ -77,7 +101,15 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
-	return &Queue{js: js, cfg: cfg, log: log}, nil
+	return &Queue{js: js, cfg: cfg, log: log, obs: nopObserver{}}, nil
+}
+
+// SetObserver makes o hear about every delivery from now on; call it before Run. nil stops it.
+func (q *Queue) SetObserver(o Observer) {
+	if o == nil {
+		o = nopObserver{}
+	}
+	q.obs = o
 }
 
 // Config returns the effective configuration, defaults filled in.
@@ -244,12 +276,20 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
 		_ = msg.TermWithReason("no jetstream metadata")
 		return
 	}
+	// Every path below ends the delivery with exactly one ack, nak or term, and says which.
+	received := time.Now()
+	q.obs.AlertReceived()
+	result := q.process(ctx, msg, meta, h)
+	q.obs.AlertFinished(result, time.Since(received))
+}
+
+// process runs one delivery to its end and returns how it ended (a Result constant).
+func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, h Handler) string {
 	alert, reason, detail := q.decode(msg, meta)
 	log := q.log.With(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
 	if reason != "" {
 		log.Warn("alert dead-lettered", zap.String("reason", reason), zap.String("detail", detail))
-		q.deadLetter(ctx, msg, alert, reason, detail, nil, log)
-		return
+		return q.deadLetter(ctx, msg, alert, reason, detail, nil, log)
 	}
 
 	stopBeat := q.heartbeat(msg, log)
@@ -257,10 +297,10 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
 	stopBeat()
 
 	if verdict.Retry && ctx.Err() != nil {
-		// Shutdown, not the vendor, cut this run short: give it to another replica now, and do
-		// not count it against the alert's deliveries.
+		// Shutdown, not the vendor, cut this run short: give it to another replica now rather
+		// than after a retry delay. Steps that finished are in the journal and will not repeat.
 		_ = msg.NakWithDelay(shutdownNakDelay)
-		return
+		return ResultRetried
 	}
 	if verdict.Retry && alert.Deliveries < q.cfg.MaxDeliver {
 		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
@@ -268,22 +308,22 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak alert", zap.Error(err))
 		}
-		return
+		return ResultRetried
 	}
 	if err := q.publishOutcomes(ctx, alert.ID, verdict.Outcomes); err != nil {
 		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
 		_ = msg.NakWithDelay(q.cfg.RetryDelay)
-		return
+		return ResultRetried
 	}
 	if verdict.Retry {
 		detail := fmt.Sprintf("a step kept failing after %d deliveries", alert.Deliveries)
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
-		q.deadLetter(ctx, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
-		return
+		return q.deadLetter(ctx, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack alert", zap.Error(err))
 	}
+	return ResultAcked
 }
 
 // decode turns a delivery into an Alert, or names why it cannot be processed.
@@ -414,8 +454,9 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
 }
 
 // deadLetter copies the alert, payload and headers untouched, to <dlq>.<reason> with the
-// reason in a header, then terminates the original so it is never delivered again.
-func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, reason, detail string, last []Outcome, log *zap.Logger) {
+// reason in a header, then terminates the original so it is never delivered again. It returns
+// how the delivery ended: dead-lettered, or retried when the copy could not be stored.
+func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, reason, detail string, last []Outcome, log *zap.Logger) string {
 	m := nats.NewMsg(q.cfg.DLQSubject(reason))
 	m.Data = msg.Data()
 	for k, vs := range msg.Headers() {
@@ -451,11 +492,13 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		// Not stored, so not terminated: JetStream will offer it again.
 		log.Error("dead-letter alert; it will be redelivered", zap.String("reason", reason), zap.Error(err))
 		_ = msg.NakWithDelay(q.cfg.RetryDelay)
-		return
+		return ResultRetried
 	}
+	q.obs.DeadLettered(reason)
 	if err := msg.TermWithReason(reason); err != nil {
 		log.Warn("terminate dead-lettered alert", zap.Error(err))
 	}
+	return ResultDeadLettered
 }
 
 // headerSafe keeps a value on one header line.
