@@ -12,8 +12,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/riposte-soar/riposte/internal/metrics"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
 
@@ -80,7 +84,9 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _ io
 	}
 	defer nc.Close()
 
-	stopHTTP, err := serveHTTP(s.httpAddr, nc, log)
+	reg, m := newMetrics()
+	w.metrics = m
+	_, stopHTTP, err := serveHTTP(s.httpAddr, nc, reg, log)
 	if err != nil {
 		w.vendors.close()
 		return err
@@ -94,11 +100,21 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _ io
 	return nc.Drain()
 }
 
-// serveHTTP serves the health endpoints: /healthz says the process is up, /readyz that it is
-// connected to NATS.
-func serveHTTP(addr string, nc *nats.Conn, log *zap.Logger) (stop func(), err error) {
+// newMetrics builds the registry /metrics serves: the worker's own collectors, and the Go
+// runtime's and the process's. A registry of its own, not the global default, so that nothing
+// a dependency registers behind our back ends up on the page, and tests can run many workers.
+func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg, metrics.New(reg)
+}
+
+// serveHTTP serves, on addr, /healthz (the process is up), /readyz (it is connected to NATS)
+// and /metrics (reg in the Prometheus text format). An empty addr serves nothing. bound is the
+// address listened on, which differs from addr when addr asks for any free port.
+func serveHTTP(addr string, nc *nats.Conn, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
-		return func() {}, nil
+		return "", func() {}, nil
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -111,9 +127,10 @@ func serveHTTP(addr string, nc *nats.Conn, log *zap.Logger) (stop func(), err er
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
@@ -121,8 +138,8 @@ func serveHTTP(addr string, nc *nats.Conn, log *zap.Logger) (stop func(), err er
 			log.Error("http server", zap.Error(err))
 		}
 	}()
-	log.Info("serving health endpoints", zap.String("addr", ln.Addr().String()))
-	return func() {
+	log.Info("serving health and metrics endpoints", zap.String("addr", ln.Addr().String()))
+	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)

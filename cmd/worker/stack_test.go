@@ -30,6 +30,8 @@ type stack struct {
 	js  jetstream.JetStream
 	hec *checkpoint.Fake
 	cfg queue.Config
+	// httpURL is the worker's health and metrics server, when a tweak set httpAddr.
+	httpURL string
 }
 
 // startStack starts a worker on the playbooks in dir; tweak may adjust the settings first.
@@ -47,6 +49,8 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 		"HEC_BASE_URL": hecURL, "HEC_CLIENT_ID": testClientID, "HEC_ACCESS_KEY": testAccessKey,
 	}
 	s := testSettings(t, env)
+	// An empty variable counts as unset, so the default :9464 came back: off unless a tweak asks.
+	s.httpAddr = ""
 	if tweak != nil {
 		tweak(&s)
 	}
@@ -55,6 +59,17 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 		t.Fatalf("new worker: %v", err)
 	}
 	nc := queuetest.Connect(t, emb)
+	httpURL := ""
+	if s.httpAddr != "" { // as `worker run` does
+		reg, m := newMetrics()
+		w.metrics = m
+		bound, stop, err := serveHTTP(s.httpAddr, nc, reg, zap.NewNop())
+		if err != nil {
+			t.Fatalf("serve http: %v", err)
+		}
+		t.Cleanup(stop)
+		httpURL = "http://" + bound
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.run(ctx, nc) }()
@@ -65,7 +80,7 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 		}
 	})
 	js := mustJetStream(t, nc)
-	st := &stack{t: t, nc: nc, js: js, hec: hec, cfg: s.queue}
+	st := &stack{t: t, nc: nc, js: js, hec: hec, cfg: s.queue, httpURL: httpURL}
 	st.eventually("the worker's consumer exists", func() bool {
 		_, err := js.Consumer(context.Background(), s.queue.AlertsStream, s.queue.Consumer)
 		return err == nil

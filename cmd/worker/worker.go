@@ -11,6 +11,7 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/engine"
+	"github.com/riposte-soar/riposte/internal/metrics"
 	"github.com/riposte-soar/riposte/internal/playbook"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
@@ -21,6 +22,7 @@ type worker struct {
 	vendors  *vendors
 	settings *settings
 	log      *zap.Logger
+	metrics  *metrics.Metrics // nil: none (the demo, most tests)
 }
 
 // loadPlaybooks reads and checks every playbook against the full action catalogue.
@@ -61,8 +63,10 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	eng := engine.New(w.pbs, w.vendors.registry, actions.NewDispatcher(w.log), journal, engine.Options{
-		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log,
+	q.SetObserver(w.metrics)
+	dispatch := actions.NewDispatcher(w.log, actions.WithObserver(w.metrics))
+	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
+		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics,
 	})
 	names := make([]string, 0, len(w.pbs))
 	for _, pb := range w.pbs {

@@ -37,11 +37,34 @@ type Result struct {
 	Retryable bool
 }
 
+// How one attempt ended, as Observer.ActionAttempted reports it.
+const (
+	AttemptOK        = "ok"
+	AttemptRetryable = "retryable"
+	AttemptPermanent = "permanent"
+)
+
+// Observer hears each attempt and each whole dispatch; the worker's metrics implement it.
+// Methods are called from many goroutines at once.
+type Observer interface {
+	// ActionAttempted reports one call of the action: AttemptOK, AttemptRetryable or
+	// AttemptPermanent.
+	ActionAttempted(action, result string)
+	// ActionFinished reports one Run: every attempt and the waits between them.
+	ActionFinished(action string, took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) ActionAttempted(string, string)       {}
+func (nopObserver) ActionFinished(string, time.Duration) {}
+
 // Dispatcher runs actions with retries. It alone decides whether and when to try again.
 type Dispatcher struct {
 	log    *zap.Logger
 	jitter func() float64 // in [0,1); injectable so tests are repeatable
 	timer  backoff.Timer  // nil: real time
+	obs    Observer
 }
 
 // DispatcherOption adjusts a Dispatcher.
@@ -50,9 +73,18 @@ type DispatcherOption func(*Dispatcher)
 // WithJitterSource replaces the random source of the backoff jitter.
 func WithJitterSource(f func() float64) DispatcherOption { return func(d *Dispatcher) { d.jitter = f } }
 
+// WithObserver makes o hear every attempt and dispatch. nil means none.
+func WithObserver(o Observer) DispatcherOption {
+	return func(d *Dispatcher) {
+		if o != nil {
+			d.obs = o
+		}
+	}
+}
+
 // NewDispatcher returns a dispatcher that logs each retry to log.
 func NewDispatcher(log *zap.Logger, opts ...DispatcherOption) *Dispatcher {
-	d := &Dispatcher{log: log, jitter: rand.Float64}
+	d := &Dispatcher{log: log, jitter: rand.Float64, obs: nopObserver{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -62,6 +94,8 @@ func NewDispatcher(log *zap.Logger, opts ...DispatcherOption) *Dispatcher {
 // Run calls a with in until it succeeds, fails permanently, exhausts p, or ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy) Result {
 	spec := a.Spec()
+	began := time.Now()
+	defer func() { d.obs.ActionFinished(spec.Name, time.Since(began)) }()
 	if err := spec.Check(in); err != nil {
 		return Result{Err: err}
 	}
@@ -82,6 +116,7 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
+			d.obs.ActionAttempted(spec.Name, AttemptOK)
 			res.Output = out
 			return nil
 		}
@@ -90,6 +125,8 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		}
 		if ctx.Err() != nil && lastErr != nil && errors.Is(err, ctx.Err()) {
 			// Shutdown cut this attempt short: what the vendor said last is the better story.
+			// The alert goes back to the queue, so the attempt counts as retryable.
+			d.obs.ActionAttempted(spec.Name, AttemptRetryable)
 			return backoff.Permanent(err)
 		}
 		var unauthorized *UnauthorizedError
@@ -100,8 +137,10 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		}
 		lastErr = err
 		if IsPermanent(err) {
+			d.obs.ActionAttempted(spec.Name, AttemptPermanent)
 			return backoff.Permanent(err)
 		}
+		d.obs.ActionAttempted(spec.Name, AttemptRetryable)
 		var ra *RetryAfterError
 		if errors.As(err, &ra) {
 			bo.retryAfter = ra.After

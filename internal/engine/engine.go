@@ -23,6 +23,9 @@ const (
 	StatusFailed    = "failed"
 	StatusSkipped   = "skipped"
 	StatusUnmatched = "unmatched"
+	// StatusReused is never published (the step's outcome says succeeded); Observer hears it
+	// for a step whose result came from the journal, so no vendor was called.
+	StatusReused = "reused"
 )
 
 // Outcome is DESIGN.md's outcome message.
@@ -77,12 +80,28 @@ type Journal interface {
 	Put(ctx context.Context, key string, value []byte) error
 }
 
+// Observer hears each playbook run and each step as they finish; the worker's metrics
+// implement it. Methods are called from many goroutines at once.
+type Observer interface {
+	// PlaybookFinished reports every outcome built, unmatched ones (playbook "") included, also
+	// those of a delivery that will be retried and so not published.
+	PlaybookFinished(playbook, status string)
+	// StepFinished reports each step of a run: succeeded, failed, skipped or reused.
+	StepFinished(action, status string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) PlaybookFinished(string, string) {}
+func (nopObserver) StepFinished(string, string)     {}
+
 // Options are the engine's settings.
 type Options struct {
 	Worker    string // this replica's name in outcomes
 	Simulated bool
 	Now       func() time.Time
 	Log       *zap.Logger
+	Observer  Observer // nil: none
 }
 
 // Engine runs alerts against a fixed set of playbooks.
@@ -101,6 +120,9 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
+	}
+	if opts.Observer == nil {
+		opts.Observer = nopObserver{}
 	}
 	return &Engine{playbooks: pbs, registry: reg, dispatch: d, journal: j, opts: opts}
 }
@@ -136,6 +158,9 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		out.Status, out.FinishedAt = StatusUnmatched, now
 		res.Outcomes = append(res.Outcomes, out)
 	}
+	for _, o := range res.Outcomes {
+		e.opts.Observer.PlaybookFinished(o.Playbook, o.Status)
+	}
 	return res
 }
 
@@ -164,9 +189,14 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 	stopped := false
 	for _, st := range pb.Steps {
 		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
+		observed := so.Status
 		if !stopped {
-			var stepRetry bool
-			so, stepRetry = e.step(ctx, a, pb, st, env, log)
+			var stepRetry, reused bool
+			so, stepRetry, reused = e.step(ctx, a, pb, st, env, log)
+			observed = so.Status
+			if reused {
+				observed = StatusReused
+			}
 			if so.Status == StatusFailed {
 				out.Status = StatusFailed
 				if st.OnError != playbook.OnErrorContinue {
@@ -175,6 +205,7 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 				}
 			}
 		}
+		e.opts.Observer.StepFinished(st.Action, observed)
 		env.Steps[st.ID] = playbook.StepState{Status: so.Status, Output: so.Output, Error: so.Error}
 		out.Steps = append(out.Steps, so)
 	}
@@ -190,12 +221,13 @@ type journalRecord struct {
 	DurationMS int64          `json:"duration_ms"`
 }
 
-func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (so StepOutcome, retry bool) {
+// step runs one step. retry reports a retryable failure; reused, a result taken from the journal.
+func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (so StepOutcome, retry, reused bool) {
 	so = StepOutcome{ID: st.ID, Action: st.Action}
 	log = log.With(zap.String("step", st.ID), zap.String("action", st.Action))
-	fail := func(err error) (StepOutcome, bool) {
+	fail := func(err error) (StepOutcome, bool, bool) {
 		so.Status, so.Error = StatusFailed, err.Error()
-		return so, false
+		return so, false, false
 	}
 
 	run, err := st.ShouldRun(env)
@@ -204,14 +236,14 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	}
 	if !run {
 		so.Status = StatusSkipped
-		return so, false
+		return so, false, false
 	}
 
 	key := journalKey(a.ID, pb.Name, st.ID)
 	if rec, ok := e.recall(ctx, key, log); ok {
 		log.Info("step already succeeded on an earlier delivery; reusing its result")
 		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
-		return so, false
+		return so, false, true
 	}
 
 	in, err := st.Render(env)
@@ -228,12 +260,12 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
-		return so, r.Retryable
+		return so, r.Retryable, false
 	}
 	so.Status, so.Output = StatusSucceeded, r.Output
 	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS))
 	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
-	return so, false
+	return so, false, false
 }
 
 func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool) {

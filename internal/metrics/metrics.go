@@ -1,0 +1,152 @@
+// Package metrics holds the worker's Prometheus collectors. It implements the small observer
+// interfaces of queue, engine and actions, so those packages report what happens without
+// knowing about Prometheus; cmd/worker wires them together and serves the registry.
+//
+// Labels are bounded by configuration (playbook names, action names) or by the code (statuses,
+// results, dead-letter reasons); never by alert data.
+package metrics
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/engine"
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// Metrics is the worker's set of collectors. A nil *Metrics records nothing, so code without
+// metrics (tests, the demo) can pass nil wherever an observer is wanted.
+type Metrics struct {
+	alertsReceived prometheus.Counter
+	alertsFinished *prometheus.CounterVec
+	deadLetters    *prometheus.CounterVec
+	outcomes       *prometheus.CounterVec
+	stepRuns       *prometheus.CounterVec
+	actionAttempts *prometheus.CounterVec
+	actionDuration *prometheus.HistogramVec
+	alertsInFlight prometheus.Gauge
+	alertDuration  prometheus.Histogram
+}
+
+var (
+	_ queue.Observer   = (*Metrics)(nil)
+	_ engine.Observer  = (*Metrics)(nil)
+	_ actions.Observer = (*Metrics)(nil)
+)
+
+// durationBuckets span a vendor call answered at once to a step that retried for minutes
+// (the default retry policy allows four 30-second attempts plus waits).
+var durationBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+// New creates the collectors and registers them with reg.
+func New(reg prometheus.Registerer) *Metrics {
+	const ns = "riposte"
+	m := &Metrics{
+		alertsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "alerts_received_total",
+			Help: "Alert deliveries taken from the consumer (a redelivery counts again).",
+		}),
+		alertsFinished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "alerts_finished_total",
+			Help: "Alert deliveries finished, by result: acked, retried (nak'ed for redelivery) or dead_lettered.",
+		}, []string{"result"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letters_total",
+			Help: "Alerts stored on the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+		outcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "outcomes_total",
+			Help: "Playbook runs finished, by playbook and outcome status (an unmatched alert: status unmatched, playbook empty); includes runs of deliveries that will be retried.",
+		}, []string{"playbook", "status"}),
+		stepRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "step_runs_total",
+			Help: "Playbook steps finished, by action and status: succeeded, failed, skipped, or reused from the step journal.",
+		}, []string{"action", "status"}),
+		actionAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "action_attempts_total",
+			Help: "Calls of an action, by action and result: ok, retryable or permanent.",
+		}, []string{"action", "result"}),
+		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "action_duration_seconds",
+			Help:    "Time to run one step's action, every attempt and backoff wait included.",
+			Buckets: durationBuckets,
+		}, []string{"action"}),
+		alertsInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "alerts_in_flight",
+			Help: "Alert deliveries this worker is processing now.",
+		}),
+		alertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "alert_duration_seconds",
+			Help:    "Time from receiving an alert delivery to its ack, nak or term.",
+			Buckets: durationBuckets,
+		}),
+	}
+	// Known results start at zero, so rate() and alerts on them work before the first event.
+	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
+		m.alertsFinished.WithLabelValues(r)
+	}
+	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
+		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration)
+	return m
+}
+
+// AlertReceived implements queue.Observer.
+func (m *Metrics) AlertReceived() {
+	if m == nil {
+		return
+	}
+	m.alertsReceived.Inc()
+	m.alertsInFlight.Inc()
+}
+
+// AlertFinished implements queue.Observer.
+func (m *Metrics) AlertFinished(result string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.alertsInFlight.Dec()
+	m.alertsFinished.WithLabelValues(result).Inc()
+	m.alertDuration.Observe(took.Seconds())
+}
+
+// DeadLettered implements queue.Observer.
+func (m *Metrics) DeadLettered(reason string) {
+	if m == nil {
+		return
+	}
+	m.deadLetters.WithLabelValues(reason).Inc()
+}
+
+// PlaybookFinished implements engine.Observer.
+func (m *Metrics) PlaybookFinished(playbook, status string) {
+	if m == nil {
+		return
+	}
+	m.outcomes.WithLabelValues(playbook, status).Inc()
+}
+
+// StepFinished implements engine.Observer.
+func (m *Metrics) StepFinished(action, status string) {
+	if m == nil {
+		return
+	}
+	m.stepRuns.WithLabelValues(action, status).Inc()
+}
+
+// ActionAttempted implements actions.Observer.
+func (m *Metrics) ActionAttempted(action, result string) {
+	if m == nil {
+		return
+	}
+	m.actionAttempts.WithLabelValues(action, result).Inc()
+}
+
+// ActionFinished implements actions.Observer.
+func (m *Metrics) ActionFinished(action string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.actionDuration.WithLabelValues(action).Observe(took.Seconds())
+}
