@@ -9,8 +9,8 @@ import (
 
 // cmdActions prints the action catalogue as Markdown, from the same declarations the playbook
 // loader checks against; docs/actions.md is this output.
-func cmdActions(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-	f := newEnvFlags("actions", getenv)
+func cmdActions(_ context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
+	f := newEnvFlags("actions", env)
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}

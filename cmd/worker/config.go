@@ -16,13 +16,22 @@ import (
 // its variable and the variable beats the built-in default.
 type envFlags struct {
 	fs     *flag.FlagSet
-	getenv func(string) string
+	lookup environ
 	errs   []error
 }
 
-func newEnvFlags(name string, getenv func(string) string) *envFlags {
+// environ looks up an environment variable, telling unset from set-but-empty (os.LookupEnv).
+type environ func(string) (string, bool)
+
+// get is the variable's value, "" when unset.
+func (e environ) get(name string) string {
+	v, _ := e(name)
+	return v
+}
+
+func newEnvFlags(name string, env environ) *envFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	return &envFlags{fs: fs, getenv: getenv}
+	return &envFlags{fs: fs, lookup: env}
 }
 
 func (f *envFlags) usage(text, env string) string {
@@ -35,6 +44,15 @@ func (f *envFlags) usage(text, env string) string {
 func (f *envFlags) String(p *string, name, env, def, text string) {
 	if v := f.env(env); v != "" {
 		def = v
+	}
+	f.fs.StringVar(p, name, def, f.usage(text, env))
+}
+
+// StringOrEmpty is String for a setting whose empty value means something ("off"): a variable
+// that is set but empty overrides the default.
+func (f *envFlags) StringOrEmpty(p *string, name, env, def, text string) {
+	if v, ok := f.lookup(env); ok && env != "" {
+		def = strings.TrimSpace(v)
 	}
 	f.fs.StringVar(p, name, def, f.usage(text, env))
 }
@@ -79,7 +97,7 @@ func (f *envFlags) env(name string) string {
 	if name == "" {
 		return ""
 	}
-	return strings.TrimSpace(f.getenv(name))
+	return strings.TrimSpace(f.lookup.get(name))
 }
 
 // settings is everything `worker run` and `worker demo` are configured with.
@@ -111,7 +129,7 @@ func defineWorker(f *envFlags, s *settings) {
 	d := queue.DefaultConfig()
 	q := &s.queue
 	f.String(&s.dataDir, "data-dir", "RIPOSTE_DATA_DIR", "./data", "the embedded server's JetStream store (only when NATS_URL is unset)")
-	f.String(&s.httpAddr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "metrics and health endpoints; empty disables")
+	f.StringOrEmpty(&s.httpAddr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "metrics and health endpoints; empty disables")
 	f.String(&s.natsListen, "nats-listen", "RIPOSTE_NATS_LISTEN", "127.0.0.1:4222", "where the embedded server listens (only when NATS_URL is unset)")
 	f.Int(&s.maxInFlight, "max-in-flight", "RIPOSTE_MAX_IN_FLIGHT", d.MaxInFlight, "alerts processed at once by one replica")
 	f.Int(&q.MaxAckPending, "max-ack-pending", "RIPOSTE_MAX_ACK_PENDING", 0, "the shared consumer's max_ack_pending when the worker creates it (default max-in-flight × 16)")
@@ -135,7 +153,8 @@ func defineWorker(f *envFlags, s *settings) {
 }
 
 // finish completes settings after parsing: derived values and the environment-only variables.
-func (s *settings) finish(getenv func(string) string) error {
+func (s *settings) finish(env environ) error {
+	getenv := env.get
 	s.queue.MaxInFlight = s.maxInFlight
 	if s.maxInFlight < 1 {
 		return fmt.Errorf("--max-in-flight must be at least 1, got %d", s.maxInFlight)
@@ -146,7 +165,7 @@ func (s *settings) finish(getenv func(string) string) error {
 			s.queue.AlertsSubjects = append(s.queue.AlertsSubjects, subj)
 		}
 	}
-	secret := secretReader(getenv)
+	secret := secretReader(env)
 	var errs []error
 	get := func(name string) string {
 		v, err := secret(name)
@@ -170,12 +189,12 @@ func (s *settings) finish(getenv func(string) string) error {
 
 // secretReader returns a lookup that reads NAME, or else the file named by NAME_FILE, so that
 // secrets can come from mounted files rather than the environment.
-func secretReader(getenv func(string) string) func(string) (string, error) {
+func secretReader(env environ) func(string) (string, error) {
 	return func(name string) (string, error) {
-		if v := getenv(name); v != "" {
+		if v := env.get(name); v != "" {
 			return v, nil
 		}
-		path := getenv(name + "_FILE")
+		path := env.get(name + "_FILE")
 		if path == "" {
 			return "", nil
 		}
@@ -184,5 +203,13 @@ func secretReader(getenv func(string) string) func(string) (string, error) {
 			return "", fmt.Errorf("read %s_FILE: %w", name, err)
 		}
 		return strings.TrimSpace(string(b)), nil
+	}
+}
+
+// mapEnv is an environ over a map, for the demo's fixed settings and for tests.
+func mapEnv(m map[string]string) environ {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
 	}
 }

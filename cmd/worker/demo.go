@@ -77,9 +77,9 @@ func demoCases(outcomes, dlq string) []demoCase {
 
 // cmdDemo runs the whole flow in one process: an embedded JetStream server, the fake HEC, the
 // worker with the shipped playbooks; it publishes sample alerts one by one and checks each result.
-func cmdDemo(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var s settings
-	f := newEnvFlags("demo", getenv)
+	f := newEnvFlags("demo", env)
 	defineCommon(f, &s)
 	f.fs.Lookup("log-level").DefValue = "error"
 	_ = f.fs.Set("log-level", "error")
@@ -114,7 +114,7 @@ func cmdDemo(ctx context.Context, args []string, getenv func(string) string, _ i
 	s.queue = queue.DefaultConfig()
 	s.queue.RetryDelay = 500 * time.Millisecond
 	vendorEnv := map[string]string{"HEC_BASE_URL": hecURL, "HEC_CLIENT_ID": clientID, "HEC_ACCESS_KEY": accessKey}
-	if err := s.finish(func(k string) string { return vendorEnv[k] }); err != nil {
+	if err := s.finish(mapEnv(vendorEnv)); err != nil {
 		return err
 	}
 	w, err := newWorker(&s, log)

@@ -30,18 +30,18 @@ commands:
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code := dispatch(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := dispatch(ctx, os.Args[1:], os.LookupEnv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // dispatch runs one subcommand and returns the process exit code.
-func dispatch(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	cmds := map[string]func(context.Context, []string, func(string) string, io.Reader, io.Writer, io.Writer) error{
+	cmds := map[string]func(context.Context, []string, environ, io.Reader, io.Writer, io.Writer) error{
 		"run":      cmdRun,
 		"demo":     cmdDemo,
 		"validate": cmdValidate,
@@ -59,7 +59,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintf(stderr, "worker: unknown command %q\n\n%s", name, usage)
 		return 2
 	}
-	if err := cmd(ctx, args[1:], getenv, stdin, stdout, stderr); err != nil {
+	if err := cmd(ctx, args[1:], env, stdin, stdout, stderr); err != nil {
 		if err == errFlagsShown {
 			return 2
 		}

@@ -220,6 +220,9 @@ func TestProcessStartsEmbeddedServerWithPersistentStore(t *testing.T) {
 	}
 	p := startProcess(t, env, "run")
 	p.waitLog(t, `"msg":"worker ready"`)
+	if strings.Contains(p.stderr.String(), "serving health") {
+		t.Errorf("RIPOSTE_HTTP_ADDR set but empty should disable the endpoints\n%s", p.stderr)
+	}
 	if !strings.Contains(p.stderr.String(), "nats://"+listen) {
 		t.Errorf("the worker did not log the URL to publish to\n%s", p.stderr)
 	}
@@ -288,7 +291,7 @@ func TestRunRefusesToStart(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			var stderr bytes.Buffer
-			code := dispatch(context.Background(), []string{"run"}, func(k string) string { return tt.env[k] }, nil, io.Discard, &stderr)
+			code := dispatch(context.Background(), []string{"run"}, mapEnv(tt.env), nil, io.Discard, &stderr)
 			if code != 1 {
 				t.Errorf("exit code = %d, want 1\n%s", code, stderr.String())
 			}
@@ -333,4 +336,31 @@ func TestUsage(t *testing.T) {
 	}
 }
 
-func noEnv(string) string { return "" }
+func noEnv(string) (string, bool) { return "", false }
+
+// A second replica on the same host with the same metrics address still processes alerts.
+func TestProcessKeepsRunningWhenMetricsAddressIsTaken(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	listen := freeAddr(t)
+	p := startProcess(t, []string{
+		"RIPOSTE_NATS_LISTEN=" + listen, "RIPOSTE_DATA_DIR=" + t.TempDir(), "RIPOSTE_SIMULATE=1",
+		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=" + ln.Addr().String(),
+	}, "run")
+	p.waitLog(t, `"msg":"worker ready"`)
+	if !strings.Contains(p.stderr.String(), "endpoints unavailable") {
+		t.Errorf("the worker did not say why its endpoints are missing\n%s", p.stderr)
+	}
+	runTool(t, phishing("taken-1", "ev-1", "ent-1"), "publish", "--nats-url", "nats://"+listen,
+		"--subject", "soar.alerts.checkpoint.phishing", "-")
+	nc := connectURL(t, "nats://"+listen)
+	s := &stack{t: t, nc: nc, js: mustJetStream(t, nc)}
+	if o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine")); o["status"] != "succeeded" {
+		t.Errorf("outcome = %v", o)
+	}
+	p.stop(t)
+}

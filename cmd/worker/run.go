@@ -42,15 +42,15 @@ func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
 	return errors.Join(f.errs...)
 }
 
-func cmdRun(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, _, stderr io.Writer) error {
+func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, stderr io.Writer) error {
 	var s settings
-	f := newEnvFlags("run", getenv)
+	f := newEnvFlags("run", env)
 	defineCommon(f, &s)
 	defineWorker(f, &s)
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	if err := s.finish(getenv); err != nil {
+	if err := s.finish(env); err != nil {
 		return err
 	}
 	log, err := newLogger(s.logLevel, s.logFormat, stderr)
@@ -88,8 +88,11 @@ func cmdRun(ctx context.Context, args []string, getenv func(string) string, _ io
 	w.metrics = m
 	_, stopHTTP, err := serveHTTP(s.httpAddr, nc, reg, log)
 	if err != nil {
-		w.vendors.close()
-		return err
+		// Responding to alerts matters more than being watched: a second replica started on
+		// the same host with the default address keeps working, and says why it is not scraped.
+		log.Error("health and metrics endpoints unavailable; set --http-addr (RIPOSTE_HTTP_ADDR) to a free address, or empty to disable",
+			zap.String("addr", s.httpAddr), zap.Error(err))
+		stopHTTP = func() {}
 	}
 	defer stopHTTP()
 

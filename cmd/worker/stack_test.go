@@ -89,11 +89,11 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 }
 
 // testSettings parses the worker's flags with only env set, as `worker run` would.
-func testSettings(t *testing.T, env map[string]string) settings {
+func testSettings(t *testing.T, vars map[string]string) settings {
 	t.Helper()
-	getenv := func(k string) string { return env[k] }
+	env := mapEnv(vars)
 	var s settings
-	f := newEnvFlags("test", getenv)
+	f := newEnvFlags("test", env)
 	defineCommon(f, &s)
 	defineWorker(f, &s)
 	if err := f.fs.Parse(nil); err != nil {
@@ -102,7 +102,7 @@ func testSettings(t *testing.T, env map[string]string) settings {
 	if len(f.errs) > 0 {
 		t.Fatal(errors.Join(f.errs...))
 	}
-	if err := s.finish(getenv); err != nil {
+	if err := s.finish(env); err != nil {
 		t.Fatal(err)
 	}
 	return s

@@ -18,9 +18,9 @@ import (
 )
 
 // cmdValidate checks the playbooks without connecting anywhere.
-func cmdValidate(_ context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+func cmdValidate(_ context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var s settings
-	f := newEnvFlags("validate", getenv)
+	f := newEnvFlags("validate", env)
 	defineCommon(f, &s)
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
@@ -36,18 +36,18 @@ func cmdValidate(_ context.Context, args []string, getenv func(string) string, _
 }
 
 // clientConnect dials the server named by --nats-url (or NATS_URL), with NATS_* credentials.
-func clientConnect(url string, getenv func(string) string, name string) (*nats.Conn, error) {
+func clientConnect(url string, env environ, name string) (*nats.Conn, error) {
 	s := settings{maxInFlight: 1}
-	if err := s.finish(getenv); err != nil {
+	if err := s.finish(env); err != nil {
 		return nil, err
 	}
 	return queue.Connect(url, name, s.natsAuth, zap.NewNop())
 }
 
 // cmdPublish publishes one alert, so a fresh machine needs nothing but Go to try the worker.
-func cmdPublish(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+func cmdPublish(ctx context.Context, args []string, env environ, stdin io.Reader, stdout, stderr io.Writer) error {
 	var url, subject, id string
-	f := newEnvFlags("publish", getenv)
+	f := newEnvFlags("publish", env)
 	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to publish to")
 	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject to publish the alert on")
 	f.String(&id, "id", "", "", "Nats-Msg-Id: the alert id; a second publish with the same id is dropped as a duplicate")
@@ -74,7 +74,7 @@ func cmdPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return fmt.Errorf("read alert: %w", err)
 	}
-	nc, err := clientConnect(url, getenv, "riposte-publish")
+	nc, err := clientConnect(url, env, "riposte-publish")
 	if err != nil {
 		return err
 	}
@@ -103,13 +103,13 @@ func cmdPublish(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 // cmdWatch prints outcomes and dead letters as they arrive.
-func cmdWatch(ctx context.Context, args []string, getenv func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var (
 		url, outcomes, dlq string
 		count              int
 	)
 	d := queue.DefaultConfig()
-	f := newEnvFlags("watch", getenv)
+	f := newEnvFlags("watch", env)
 	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to watch")
 	f.String(&outcomes, "outcomes-prefix", "RIPOSTE_OUTCOMES_PREFIX", d.OutcomesPrefix, "outcome subjects' prefix")
 	f.String(&dlq, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead-letter subjects' prefix")
@@ -117,7 +117,7 @@ func cmdWatch(ctx context.Context, args []string, getenv func(string) string, _ 
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	nc, err := clientConnect(url, getenv, "riposte-watch")
+	nc, err := clientConnect(url, env, "riposte-watch")
 	if err != nil {
 		return err
 	}
