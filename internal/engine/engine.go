@@ -131,6 +131,11 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	var res Result
 	for _, pb := range e.playbooks {
+		if ctx.Err() != nil {
+			// Shutting down: leave the remaining playbooks to the redelivery.
+			res.Retry = true
+			break
+		}
 		if !pb.MatchesSubject(a.Subject) {
 			continue
 		}
@@ -140,7 +145,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			now := e.now()
 			out := e.outcome(a, pb.Name, now)
 			out.Status, out.FinishedAt = StatusFailed, now
-			out.Error = fmt.Sprintf("playbook %q: evaluate when: %v", pb.Name, err)
+			out.Error = err.Error()
 			e.opts.Log.Warn("playbook condition failed", zap.String("alert_id", a.ID), zap.String("playbook", pb.Name), zap.Error(err))
 			res.Outcomes = append(res.Outcomes, out)
 			continue
@@ -199,9 +204,13 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 			}
 			if so.Status == StatusFailed {
 				out.Status = StatusFailed
-				if st.OnError != playbook.OnErrorContinue {
-					stopped = true
-					retry = retry || stepRetry
+				switch {
+				case stepRetry && ctx.Err() != nil:
+					// Shutdown, not the vendor, cut the step short: whatever on_error says,
+					// this run is not finished and its outcome must not be published.
+					stopped, retry = true, true
+				case st.OnError != playbook.OnErrorContinue:
+					stopped, retry = true, retry || stepRetry
 				}
 			}
 		}
@@ -232,7 +241,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 
 	run, err := st.ShouldRun(env)
 	if err != nil {
-		return fail(fmt.Errorf("step %q: evaluate if: %w", st.ID, err))
+		return fail(err)
 	}
 	if !run {
 		so.Status = StatusSkipped
@@ -254,9 +263,9 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	if !ok { // the loader checked every action, so this is a wiring bug
 		return fail(fmt.Errorf("step %q: action %q is not registered", st.ID, st.Action))
 	}
-	began := time.Now()
+	began := e.opts.Now()
 	r := e.dispatch.Run(ctx, act, in, st.Retry)
-	so.Attempts, so.DurationMS = r.Attempts, time.Since(began).Milliseconds()
+	so.Attempts, so.DurationMS = r.Attempts, e.opts.Now().Sub(began).Milliseconds()
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))

@@ -71,17 +71,6 @@ func TestOutcomeJSON(t *testing.T) {
 		"matched": matched.Outcomes, "unmatched": unmatched.Outcomes, "simulated": simulated.Outcomes,
 		"failed": failed.Outcomes,
 	}
-	for name, outs := range all {
-		for i := range outs {
-			for j := range outs[i].Steps {
-				// Measured on the wall clock, not the injected one: only its sign is stable.
-				if d := outs[i].Steps[j].DurationMS; d < 0 {
-					t.Errorf("%s: step %s duration_ms %d", name, outs[i].Steps[j].ID, d)
-				}
-				outs[i].Steps[j].DurationMS = 0
-			}
-		}
-	}
 	b, err := json.MarshalIndent(all, "", "  ")
 	if err != nil {
 		t.Fatal(err)
@@ -542,7 +531,6 @@ func TestShutdownDuringStepRetries(t *testing.T) {
 		t.Run(subject, func(t *testing.T) {
 			t.Parallel()
 			if strings.Contains(subject, "continue") {
-				t.Skip("BUG: under on_error: continue a step cut short by shutdown is recorded as failed with \"context canceled\" and Retry stays false, so the queue publishes (and deduplicates) a false failure; see report")
 			}
 			f := newFixture(t, nil)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -589,7 +577,6 @@ func TestConcurrentProcess(t *testing.T) {
 // Run-time expression errors read as one sentence that names the playbook or step once.
 func TestRuntimeErrorMessagesNameThingsOnce(t *testing.T) {
 	t.Parallel()
-	t.Skip(`BUG: the engine wraps errors that playbook already wrapped: "playbook \"when-broken\": evaluate when: playbook \"when-broken\" when: ..." and "step \"if_broken\": evaluate if: step \"if_broken\" if: ..."; see report`)
 	f := newFixture(t, nil)
 	out := only(t, f.process(t, alertOn("soar.alerts.when.x", map[string]any{"count": "many"})))
 	if n := strings.Count(out.Error, "when-broken"); n != 1 {

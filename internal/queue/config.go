@@ -5,8 +5,10 @@ package queue
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Config names the streams and subjects and sets the delivery limits. Zero values take the
@@ -99,29 +101,44 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every unusable setting at once.
+// Validate reports every unusable setting at once, before the server would refuse it with a
+// less helpful message.
 func (c Config) Validate() error {
 	var problems []string
 	for _, p := range []struct{ what, v string }{
 		{"outcomes prefix", c.OutcomesPrefix}, {"dead-letter prefix", c.DLQPrefix},
 	} {
-		if p.v != "" && (strings.ContainsAny(p.v, "*> \t") || strings.HasPrefix(p.v, ".") || strings.HasSuffix(p.v, ".")) {
-			problems = append(problems, fmt.Sprintf("%s %q is not a literal subject", p.what, p.v))
+		if p.v == "" {
+			continue
+		}
+		for _, tok := range strings.Split(p.v, ".") {
+			if tok == "" || strings.ContainsAny(tok, "*>") || strings.IndexFunc(tok, isSpaceOrControl) >= 0 {
+				problems = append(problems, fmt.Sprintf("%s %q is not a literal subject (tokens separated by single dots, no wildcards or spaces)", p.what, p.v))
+				break
+			}
 		}
 	}
 	for _, p := range []struct{ what, v string }{
 		{"alerts stream", c.AlertsStream}, {"outcomes stream", c.OutcomesStream},
-		{"dead-letter stream", c.DLQStream}, {"consumer", c.Consumer}, {"journal bucket", c.JournalBucket},
+		{"dead-letter stream", c.DLQStream}, {"consumer", c.Consumer},
 	} {
-		if strings.ContainsAny(p.v, ".*> \t") {
-			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>' or spaces", p.what, p.v))
+		if strings.ContainsAny(p.v, `.*>/\`) || strings.IndexFunc(p.v, isSpaceOrControl) >= 0 {
+			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>', '/', '\\' or spaces", p.what, p.v))
 		}
+	}
+	if c.JournalBucket != "" && !bucketName.MatchString(c.JournalBucket) {
+		problems = append(problems, fmt.Sprintf("journal bucket name %q may hold only letters, digits, '-' and '_'", c.JournalBucket))
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("queue configuration: %s", strings.Join(problems, "; "))
 	}
 	return nil
 }
+
+// bucketName is what JetStream accepts as a key-value bucket name.
+var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func isSpaceOrControl(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }
 
 // OutcomeSubject is where the outcome of a playbook run is published.
 func (c Config) OutcomeSubject(playbook string) string { return c.OutcomesPrefix + "." + playbook }

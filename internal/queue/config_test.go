@@ -29,6 +29,9 @@ func TestConfigValidate(t *testing.T) {
 		{"gt in dlq stream", func(c *Config) { c.DLQStream = "D>" }, []string{`dead-letter stream name "D>"`}},
 		{"space in consumer", func(c *Config) { c.Consumer = "my worker" }, []string{`consumer name "my worker"`}},
 		{"tab in bucket", func(c *Config) { c.JournalBucket = "a\tb" }, []string{`journal bucket name "a\tb"`}},
+		{"slash in bucket", func(c *Config) { c.JournalBucket = "steps/v1" }, []string{`journal bucket name "steps/v1"`}},
+		{"empty token in prefix", func(c *Config) { c.OutcomesPrefix = "soar..outcomes" }, []string{`outcomes prefix "soar..outcomes"`}},
+		{"newline in stream", func(c *Config) { c.AlertsStream = "SOAR\nALERTS" }, []string{`alerts stream name "SOAR\nALERTS"`}},
 		{"every problem at once", func(c *Config) {
 			c.OutcomesPrefix, c.AlertsStream, c.Consumer = "x.>", "a.b", "c.d"
 		}, []string{`outcomes prefix "x.>"`, `alerts stream name "a.b"`, `consumer name "c.d"`}},

@@ -285,11 +285,15 @@ func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {
 
 // process runs one delivery to its end and returns how it ended (a Result constant).
 func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, h Handler) string {
+	// Once the handler has decided, its verdict is carried out even if shutdown's grace period
+	// ends meanwhile: an outcome stored but not acked would make the redelivery's outcome a
+	// duplicate. awaitAcks bounds the wait.
+	settle := context.WithoutCancel(ctx)
 	alert, reason, detail := q.decode(msg, meta)
 	log := q.log.With(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
 	if reason != "" {
 		log.Warn("alert dead-lettered", zap.String("reason", reason), zap.String("detail", detail))
-		return q.deadLetter(ctx, msg, alert, reason, detail, nil, log)
+		return q.deadLetter(settle, msg, alert, reason, detail, nil, log)
 	}
 
 	stopBeat := q.heartbeat(msg, log)
@@ -310,7 +314,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		}
 		return ResultRetried
 	}
-	if err := q.publishOutcomes(ctx, alert.ID, verdict.Outcomes); err != nil {
+	if err := q.publishOutcomes(settle, alert.ID, verdict.Outcomes); err != nil {
 		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
 		_ = msg.NakWithDelay(q.cfg.RetryDelay)
 		return ResultRetried
@@ -318,7 +322,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	if verdict.Retry {
 		detail := fmt.Sprintf("a step kept failing after %d deliveries", alert.Deliveries)
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
-		return q.deadLetter(ctx, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
+		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack alert", zap.Error(err))

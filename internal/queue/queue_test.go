@@ -603,7 +603,6 @@ func TestLastOutcomeHeaderIsJSON(t *testing.T) {
 // must see the queue's storage and its ack agree: either its outcome is stored and the alert
 // acked, or the alert is nak'ed and the redelivery's outcome is the one stored.
 func TestFinalVerdictAfterGracePeriodIsConsistent(t *testing.T) {
-	t.Skip("BUG: after the grace period, publishOutcomes stores the outcome but awaitAcks fails on the cancelled context, so the alert is nak'ed; the redelivery's outcome is then dropped as a duplicate (see report)")
 	t.Parallel()
 	h := newHarness(t, func(c *queue.Config) { c.GracePeriod = 100 * time.Millisecond })
 	entered := make(chan struct{})
