@@ -160,7 +160,7 @@ type fixture struct {
 	lookup, block, notify, flaky *fakeAction
 }
 
-func newFixture(t *testing.T, adjust func(*engine.Options)) *fixture {
+func newFixture(t testing.TB, adjust func(*engine.Options)) *fixture {
 	t.Helper()
 	f := &fixture{clock: &clock{t: t0}, journal: newMemJournal(), log: &callLog{}}
 	mk := func(name string, inputs ...actions.Input) *fakeAction {
