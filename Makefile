@@ -9,8 +9,10 @@ build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/worker
 
 # Starts the worker for real: an embedded JetStream server under ./data unless NATS_URL is set.
+# Vendors come from the environment; `make run RUN_FLAGS=--simulate` uses the built-in fakes.
+RUN_FLAGS ?=
 run:
-	$(GO) run ./cmd/worker run --log-format console
+	$(GO) run ./cmd/worker run --log-format console $(RUN_FLAGS)
 
 # The whole flow in one process against the fake vendors; exits non-zero on any unexpected outcome.
 demo:

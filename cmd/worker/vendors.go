@@ -73,7 +73,7 @@ func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (strin
 	}
 	if len(problems) > 0 {
 		v.close()
-		return nil, fmt.Errorf("vendor configuration:\n  %s", strings.Join(problems, "\n  "))
+		return nil, fmt.Errorf("vendor configuration:\n  %s\n(see docs/configuration.md; --simulate runs every vendor as its built-in fake)", strings.Join(problems, "\n  "))
 	}
 	return v, nil
 }
