@@ -18,6 +18,8 @@ type envFlags struct {
 	fs     *flag.FlagSet
 	lookup environ
 	errs   []error
+	// takesFile says the command reads one positional argument (a file, or - for stdin).
+	takesFile bool
 }
 
 // environ looks up an environment variable, telling unset from set-but-empty (os.LookupEnv).

@@ -21,6 +21,7 @@ commands:
   run        run the worker (embedded JetStream server when NATS_URL is unset)
   demo       run the whole flow in one process against the fake vendors and check every outcome
   validate   check the playbooks and exit
+  plan       show what the playbooks would do with an alert, calling no vendor
   publish    publish an alert (a file, or - for stdin) to a subject
   watch      print outcomes and dead letters as they arrive
   actions    print the action catalogue (Markdown)
@@ -48,6 +49,7 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		"publish":  cmdPublish,
 		"watch":    cmdWatch,
 		"actions":  cmdActions,
+		"plan":     cmdPlan,
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {

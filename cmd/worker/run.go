@@ -36,7 +36,7 @@ func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
 		}
 		return errFlagsShown
 	}
-	if f.fs.NArg() > 0 && f.fs.Name() != "publish" {
+	if f.fs.NArg() > 0 && !f.takesFile {
 		return fmt.Errorf("unexpected arguments: %v", f.fs.Args())
 	}
 	return errors.Join(f.errs...)

@@ -48,6 +48,7 @@ func clientConnect(url string, env environ, name string) (*nats.Conn, error) {
 func cmdPublish(ctx context.Context, args []string, env environ, stdin io.Reader, stdout, stderr io.Writer) error {
 	var url, subject, id string
 	f := newEnvFlags("publish", env)
+	f.takesFile = true
 	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to publish to")
 	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject to publish the alert on")
 	f.String(&id, "id", "", "", "Nats-Msg-Id: the alert id; a second publish with the same id is dropped as a duplicate")
