@@ -278,3 +278,22 @@ func TestExhaustedDeliveriesDeadLetterWithLastOutcome(t *testing.T) {
 		t.Errorf("fake HEC got %d entity actions, want 4 (2 attempts × 2 deliveries)", n)
 	}
 }
+
+// An outcome larger than the server's max payload could never be stored, and its alert never
+// acked: it is published with the step outputs left out instead.
+func TestOversizedOutcomeIsPublishedWithoutOutputs(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, shippedPlaybooks, nil)
+	s.hec.AddEvent(map[string]any{"eventId": "ev-huge", "state": "new", "data": strings.Repeat("x", 1200<<10)})
+	s.publish("soar.alerts.checkpoint.phishing", "huge-1", phishing("x", "ev-huge", "ent-8"), nil)
+	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"))
+	s.settled()
+	steps := o["steps"].([]any)
+	event, quarantine := steps[0].(map[string]any), steps[1].(map[string]any)
+	if o["status"] != "succeeded" || quarantine["status"] != "succeeded" {
+		t.Errorf("outcome = %v", o)
+	}
+	if out, _ := event["output"].(map[string]any); out["truncated"] != true {
+		t.Errorf("event output = %v, want {truncated: true}", event["output"])
+	}
+}

@@ -74,11 +74,13 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	}
 	w.log.Info("worker ready", zap.Strings("playbooks", names), zap.Bool("simulate", w.settings.simulate),
 		zap.String("stream", q.Config().AlertsStream), zap.String("consumer", q.Config().Consumer))
-	return q.Run(ctx, handler(eng, w.log))
+	return q.Run(ctx, handler(eng, int(nc.MaxPayload())-8*1024, w.log))
 }
 
-// handler adapts the engine to the queue: the queue knows deliveries, the engine knows playbooks.
-func handler(e *engine.Engine, log *zap.Logger) queue.Handler {
+// handler adapts the engine to the queue: the queue knows deliveries, the engine knows
+// playbooks. maxOutcome is the largest outcome the server takes (its max payload less room for
+// headers): a bigger one could never be stored, so the alert would never be acked.
+func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
 		res := e.Process(ctx, engine.Alert{
 			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries,
@@ -86,11 +88,14 @@ func handler(e *engine.Engine, log *zap.Logger) queue.Handler {
 		v := queue.Verdict{Retry: res.Retry, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
 			b, err := json.Marshal(o)
-			if err != nil {
-				// An action output JSON cannot hold; keep the outcome, lose the outputs.
-				log.Error("encode outcome", zap.String("alert_id", a.ID), zap.String("playbook", o.Playbook), zap.Error(err))
+			if err != nil || len(b) > maxOutcome {
+				// Keep the outcome, drop the step outputs that made it unpublishable.
+				log.Error("outcome cannot be published whole; step outputs left out",
+					zap.String("alert_id", a.ID), zap.String("playbook", o.Playbook), zap.Int("bytes", len(b)), zap.Error(err))
 				for i := range o.Steps {
-					o.Steps[i].Output = nil
+					if o.Steps[i].Output != nil {
+						o.Steps[i].Output = map[string]any{"truncated": true}
+					}
 				}
 				b, _ = json.Marshal(o)
 			}
