@@ -28,6 +28,7 @@ const (
 	dlqReasonTooLarge    = "too_large"
 	dlqReasonExhausted   = "exhausted"
 	publishTimeout       = 10 * time.Second
+	maxLastOutcomeHeader = 64 << 10
 	shutdownNakDelay     = 0 // another replica should pick the alert up at once
 	unmatchedOutcomeName = "unmatched"
 )
@@ -484,7 +485,9 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		for _, o := range last {
 			all = append(all, o.JSON)
 		}
-		if b, err := json.Marshal(all); err == nil {
+		// The outcomes are also on their own subjects; in a header they must not push the dead
+		// letter past the server's max payload, or it could never be stored.
+		if b, err := json.Marshal(all); err == nil && len(b) <= maxLastOutcomeHeader {
 			m.Header.Set(HeaderLastOutcome, headerSafe(string(b)))
 		}
 	}
