@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/queue"
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
 )
 
@@ -363,4 +365,53 @@ func TestProcessKeepsRunningWhenMetricsAddressIsTaken(t *testing.T) {
 		t.Errorf("outcome = %v", o)
 	}
 	p.stop(t)
+}
+
+// Scaling is "start another": two processes on one server share the durable consumer, every
+// alert gets exactly one outcome, and both replicas take a share.
+func TestProcessReplicasShareTheConsumer(t *testing.T) {
+	t.Parallel()
+	emb := queuetest.StartJetStream(t)
+	env := []string{
+		"NATS_URL=" + emb.URL(), "RIPOSTE_SIMULATE=true", "RIPOSTE_MAX_IN_FLIGHT=2",
+		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=",
+	}
+	a := startProcess(t, env, "run")
+	b := startProcess(t, env, "run")
+	a.waitLog(t, `"msg":"worker ready"`)
+	b.waitLog(t, `"msg":"worker ready"`)
+
+	nc := queuetest.Connect(t, emb)
+	s := &stack{t: t, nc: nc, js: mustJetStream(t, nc), cfg: queue.DefaultConfig()}
+	const n = 40
+	for i := range n {
+		id := fmt.Sprintf("scale-%d", i)
+		s.publish("soar.alerts.checkpoint.phishing", id, phishing(id, "ev-1", "ent-"+id), nil)
+	}
+	s.eventually("every outcome", func() bool { return s.count("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine") >= n })
+	s.settled()
+	seen := map[string]bool{}
+	workers := map[string]int{}
+	for _, m := range s.all("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine") {
+		var o struct {
+			AlertID string `json:"alert_id"`
+			Worker  string `json:"worker"`
+		}
+		if err := json.Unmarshal(m.Data(), &o); err != nil {
+			t.Fatal(err)
+		}
+		if seen[o.AlertID] {
+			t.Errorf("alert %s has two outcomes", o.AlertID)
+		}
+		seen[o.AlertID] = true
+		workers[o.Worker]++
+	}
+	if len(seen) != n {
+		t.Errorf("%d alerts have outcomes, want %d", len(seen), n)
+	}
+	if len(workers) != 2 {
+		t.Errorf("outcomes by worker = %v, want both replicas to have taken a share", workers)
+	}
+	a.stop(t)
+	b.stop(t)
 }
