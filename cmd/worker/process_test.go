@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -413,5 +414,75 @@ func TestProcessReplicasShareTheConsumer(t *testing.T) {
 		t.Errorf("outcomes by worker = %v, want both replicas to have taken a share", workers)
 	}
 	a.stop(t)
+	b.stop(t)
+}
+
+// Nothing is lost when a worker dies mid-alert: the alert comes back after AckWait to another
+// replica, which does not repeat the step the dead one finished.
+func TestProcessCrashMidAlertLosesNothing(t *testing.T) {
+	t.Parallel()
+	emb := queuetest.StartJetStream(t)
+	hec := checkpoint.NewFake(testClientID, testAccessKey)
+	hec.AddEvent(map[string]any{"eventId": "ev-1", "state": "new"})
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/action/entity") {
+			first := false
+			once.Do(func() { first = true })
+			if first { // hold the first quarantine until its worker is dead
+				close(entered)
+				<-release
+				http.Error(w, "gone", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		hec.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	env := []string{
+		"NATS_URL=" + emb.URL(), "HEC_BASE_URL=" + srv.URL, "HEC_CLIENT_ID=" + testClientID, "HEC_ACCESS_KEY=" + testAccessKey,
+		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=", "RIPOSTE_ACK_WAIT=1s",
+	}
+	a := startProcess(t, env, "run")
+	a.waitLog(t, `"msg":"worker ready"`)
+	nc := queuetest.Connect(t, emb)
+	s := &stack{t: t, nc: nc, js: mustJetStream(t, nc), cfg: queue.DefaultConfig()}
+	s.publish("soar.alerts.checkpoint.phishing", "crash-1", phishing("crash-1", "ev-1", "ent-crash"), nil)
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the quarantine never reached the vendor\n%s", a.stderr)
+	}
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+
+	b := startProcess(t, env, "run")
+	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"))
+	s.settled()
+	if o["status"] != "succeeded" || o["deliveries"] != json.Number("2") {
+		t.Errorf("outcome = %v, want succeeded on the second delivery", o)
+	}
+	gets := 0
+	for _, r := range hec.Requests() {
+		if strings.Contains(r.Path, "/event/") {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("get_event reached the vendor %d times, want 1: the dead worker's finished step is reused", gets)
+	}
+	if got := hec.EntityState("ent-crash"); got != "quarantined" {
+		t.Errorf("entity state = %q, want quarantined", got)
+	}
 	b.stop(t)
 }
