@@ -60,6 +60,9 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	journal, err := q.Ensure(ctx)
+	if err != nil && ctx.Err() != nil {
+		return nil // a signal during start-up is a clean stop
+	}
 	if err != nil {
 		return err
 	}

@@ -203,6 +203,9 @@ func (q *Queue) ensureConsumer(ctx context.Context) error {
 // are nak'ed for another replica) and returns.
 func (q *Queue) Run(ctx context.Context, h Handler) error {
 	cons, err := q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+	if err != nil && ctx.Err() != nil {
+		return nil // told to stop before it started: nothing was in flight
+	}
 	if err != nil {
 		return fmt.Errorf("bind to consumer %q on stream %q: %w", q.cfg.Consumer, q.cfg.AlertsStream, err)
 	}

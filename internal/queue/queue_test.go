@@ -758,3 +758,14 @@ func TestObserverHearsEveryDelivery(t *testing.T) {
 		t.Errorf("observer heard %d received, finished %v, dead %v", received, finished, dead)
 	}
 }
+
+// A signal that arrives while the worker is still starting is a clean stop, not an error.
+func TestRunStoppedBeforeItStartsIsClean(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.q.Run(ctx, func(context.Context, *queue.Alert) queue.Verdict { return queue.Verdict{} }); err != nil {
+		t.Errorf("Run on a cancelled context = %v, want nil", err)
+	}
+}
