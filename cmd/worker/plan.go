@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 
@@ -19,34 +18,20 @@ import (
 func cmdPlan(_ context.Context, args []string, env environ, stdin io.Reader, stdout, stderr io.Writer) error {
 	var s settings
 	var subject, id string
-	f := newEnvFlags("plan", env)
-	f.takesFile = true
+	f := newAlertFlags("plan", env, stderr)
 	defineCommon(f, &s)
 	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject the alert would arrive on")
 	f.String(&id, "id", "", "", "alert id (Nats-Msg-Id); default: the alert's string id field, else plan:1")
-	f.fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker plan [flags] FILE|-   (the alert: a JSON object)")
-		f.fs.PrintDefaults()
-	}
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	if f.fs.NArg() != 1 {
-		f.fs.Usage()
-		return errFlagsShown
+	data, err := readAlertArg(f, stdin)
+	if err != nil {
+		return err
 	}
 	pbs, err := loadPlaybooks(s.playbooks)
 	if err != nil {
 		return err
-	}
-	var data []byte
-	if path := f.fs.Arg(0); path == "-" {
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return fmt.Errorf("read alert: %w", err)
 	}
 	var alert map[string]any
 	if err := json.Unmarshal(data, &alert); err != nil || alert == nil {

@@ -47,33 +47,16 @@ func clientConnect(url string, env environ, name string) (*nats.Conn, error) {
 // cmdPublish publishes one alert, so a fresh machine needs nothing but Go to try the worker.
 func cmdPublish(ctx context.Context, args []string, env environ, stdin io.Reader, stdout, stderr io.Writer) error {
 	var url, subject, id string
-	f := newEnvFlags("publish", env)
-	f.takesFile = true
+	f := newAlertFlags("publish", env, stderr)
 	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to publish to")
 	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject to publish the alert on")
 	f.String(&id, "id", "", "", "Nats-Msg-Id: the alert id; a second publish with the same id is dropped as a duplicate")
-	f.fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: worker publish [flags] FILE|-   (the alert: a JSON object)")
-		f.fs.PrintDefaults()
-	}
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	if f.fs.NArg() != 1 {
-		f.fs.Usage()
-		return errFlagsShown
-	}
-	var (
-		data []byte
-		err  error
-	)
-	if path := f.fs.Arg(0); path == "-" {
-		data, err = io.ReadAll(stdin)
-	} else {
-		data, err = os.ReadFile(path)
-	}
+	data, err := readAlertArg(f, stdin)
 	if err != nil {
-		return fmt.Errorf("read alert: %w", err)
+		return err
 	}
 	nc, err := clientConnect(url, env, "riposte-publish")
 	if err != nil {
@@ -157,4 +140,37 @@ func describeMessage(m *nats.Msg, dlqPrefix string) string {
 		return fmt.Sprintf("%s %s", m.Subject, m.Data)
 	}
 	return fmt.Sprintf("%s %s", m.Subject, compact.String())
+}
+
+// newAlertFlags starts the flags of a command whose one argument is an alert: a file, or - for
+// standard input.
+func newAlertFlags(name string, env environ, stderr io.Writer) *envFlags {
+	f := newEnvFlags(name, env)
+	f.takesFile = true
+	f.fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: worker %s [flags] FILE|-   (the alert: a JSON object)\n", name)
+		f.fs.PrintDefaults()
+	}
+	return f
+}
+
+// readAlertArg reads the alert named by the command's one argument.
+func readAlertArg(f *envFlags, stdin io.Reader) ([]byte, error) {
+	if f.fs.NArg() != 1 {
+		f.fs.Usage()
+		return nil, errFlagsShown
+	}
+	var (
+		data []byte
+		err  error
+	)
+	if path := f.fs.Arg(0); path == "-" {
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read alert: %w", err)
+	}
+	return data, nil
 }
