@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/riposte-soar/riposte/internal/playbook"
 )
 
 const usage = `usage: worker <command> [flags]
@@ -67,6 +70,12 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		}
 		if err == errHelpShown {
 			return 0
+		}
+		var problems playbook.Problems
+		if errors.As(err, &problems) {
+			// One problem per line, each starting with file:line, for editors and CI to pick up.
+			fmt.Fprintf(stderr, "worker %s: %d problem(s) in the playbooks:\n%v\n", name, len(problems), problems)
+			return 1
 		}
 		fmt.Fprintf(stderr, "worker %s: %v\n", name, err)
 		return 1

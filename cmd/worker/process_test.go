@@ -320,8 +320,9 @@ func TestValidate(t *testing.T) {
 	if code := dispatch(context.Background(), []string{"validate", "--playbooks", "testdata/broken"}, noEnv, nil, &out, &errOut); code != 1 {
 		t.Errorf("validate broken playbooks: exit %d, want 1", code)
 	}
-	if !strings.Contains(errOut.String(), "bad.yaml:6: ") {
-		t.Errorf("validate printed %q; want file:line", errOut.String())
+	want := `testdata/broken/bad.yaml:6: step "q": unknown action "checkpoint.quarantine"; did you mean checkpoint.quarantine_entity?`
+	if lines := strings.Split(strings.TrimSpace(errOut.String()), "\n"); len(lines) != 2 || lines[1] != want {
+		t.Errorf("validate printed %q; want a header, then each problem on its own line starting with file:line:\n%s", errOut.String(), want)
 	}
 }
 
