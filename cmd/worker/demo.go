@@ -213,7 +213,7 @@ func awaitResult(ctx context.Context, results <-chan *nats.Msg, alertID string, 
 // or a dead letter's reason.
 func summarise(m *nats.Msg, dlqPrefix string) (status, steps, detail string) {
 	if strings.HasPrefix(m.Subject, dlqPrefix+".") {
-		return "dead", "", "reason: " + m.Header.Get(queue.HeaderDLQReason)
+		return "dead", "", m.Header.Get(queue.HeaderDLQReason) + ": " + m.Header.Get(queue.HeaderDLQDetail)
 	}
 	var o struct {
 		Status string `json:"status"`

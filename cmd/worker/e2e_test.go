@@ -135,7 +135,7 @@ func TestUnmatchedAlert(t *testing.T) {
 		if steps, ok := o["steps"].([]any); !ok || len(steps) != 0 {
 			t.Errorf("unmatched steps = %#v, want []", o["steps"])
 		}
-		if got, want := m.Headers().Get(nats.MsgIdHdr), fmt.Sprint(o["alert_id"])+":unmatched"; got != want {
+		if got, want := m.Headers().Get(nats.MsgIdHdr), fmt.Sprint(o["alert_id"])+":"; got != want { // DESIGN: <alert_id>:<playbook>, playbook empty
 			t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
 		}
 		subjects[fmt.Sprint(o["alert_id"])] = fmt.Sprint(o["subject"])
@@ -159,8 +159,11 @@ func TestNotJSONGoesToDeadLetterWithReason(t *testing.T) {
 	if string(m.Data) != body {
 		t.Errorf("dead letter payload = %q, want the original %q", m.Data, body)
 	}
-	if r := m.Header.Get("Riposte-Dlq-Reason"); !strings.Contains(r, "not valid JSON") {
-		t.Errorf("Riposte-Dlq-Reason = %q", r)
+	if r := m.Header.Get("Riposte-Dlq-Reason"); r != "invalid" {
+		t.Errorf("Riposte-Dlq-Reason = %q, want invalid", r)
+	}
+	if d := m.Header.Get("Riposte-Dlq-Detail"); !strings.Contains(d, "not valid JSON") {
+		t.Errorf("Riposte-Dlq-Detail = %q", d)
 	}
 	if m.Header.Get("X-Producer") != "siem-7" || m.Header.Get("Riposte-Original-Msg-Id") != "bad-1" {
 		t.Errorf("original headers not kept: %v", m.Header)
@@ -271,8 +274,8 @@ func TestExhaustedDeliveriesDeadLetterWithLastOutcome(t *testing.T) {
 	if err := json.Unmarshal([]byte(dl.Header.Get("Riposte-Last-Outcome")), &last); err != nil || len(last) != 1 || last[0]["status"] != "failed" {
 		t.Errorf("Riposte-Last-Outcome = %q (%v)", dl.Header.Get("Riposte-Last-Outcome"), err)
 	}
-	if !strings.Contains(dl.Header.Get("Riposte-Dlq-Reason"), "2 deliveries") {
-		t.Errorf("Riposte-Dlq-Reason = %q", dl.Header.Get("Riposte-Dlq-Reason"))
+	if r, d := dl.Header.Get("Riposte-Dlq-Reason"), dl.Header.Get("Riposte-Dlq-Detail"); r != "exhausted" || !strings.Contains(d, "2 deliveries") {
+		t.Errorf("Riposte-Dlq-Reason = %q, Riposte-Dlq-Detail = %q", r, d)
 	}
 	if n := len(entityRequests(t, s.hec)); n != 4 {
 		t.Errorf("fake HEC got %d entity actions, want 4 (2 attempts × 2 deliveries)", n)

@@ -132,8 +132,8 @@ func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdo
 // describeMessage renders an outcome as one JSON line, and a dead letter with its reason.
 func describeMessage(m *nats.Msg, dlqPrefix string) string {
 	if strings.HasPrefix(m.Subject, dlqPrefix+".") {
-		return fmt.Sprintf("%s alert=%s reason=%q payload=%q", m.Subject,
-			m.Header.Get(queue.HeaderAlertID), m.Header.Get(queue.HeaderDLQReason), m.Data)
+		return fmt.Sprintf("%s alert=%s reason=%s detail=%q payload=%q", m.Subject,
+			m.Header.Get(queue.HeaderAlertID), m.Header.Get(queue.HeaderDLQReason), m.Header.Get(queue.HeaderDLQDetail), m.Data)
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, m.Data); err != nil {

@@ -17,7 +17,8 @@ import (
 
 // Header names the worker reads or writes.
 const (
-	HeaderDLQReason      = "Riposte-Dlq-Reason"
+	HeaderDLQReason      = "Riposte-Dlq-Reason" // the reason token, as in the subject: invalid, too_large, exhausted
+	HeaderDLQDetail      = "Riposte-Dlq-Detail" // the same in a sentence, for people
 	HeaderAlertID        = "Riposte-Alert-Id"
 	HeaderSubject        = "Riposte-Subject"
 	HeaderDeliveries     = "Riposte-Deliveries"
@@ -435,7 +436,7 @@ func (q *Queue) publishOutcomes(ctx context.Context, alertID string, outs []Outc
 		m.Data = o.JSON
 		m.Header.Set("Content-Type", "application/json")
 		m.Header.Set(HeaderAlertID, alertID)
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(alertID+":"+name))
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(alertID+":"+o.Playbook))
 		if err != nil {
 			return fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
 		}
@@ -476,7 +477,8 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		m.Header.Del(nats.MsgIdHdr)
 		m.Header.Set(HeaderOriginalMsgID, orig)
 	}
-	m.Header.Set(HeaderDLQReason, headerSafe(detail))
+	m.Header.Set(HeaderDLQReason, reason)
+	m.Header.Set(HeaderDLQDetail, headerSafe(detail))
 	m.Header.Set(HeaderAlertID, headerSafe(a.ID))
 	m.Header.Set(HeaderSubject, a.Subject)
 	m.Header.Set(HeaderDeliveries, strconv.Itoa(a.Deliveries))

@@ -123,7 +123,7 @@ func TestOutcomesPublishedBeforeAck(t *testing.T) {
 	for _, want := range []struct{ subject, msgID, data string }{
 		{"soar.outcomes.phishing-quarantine", "a-1:phishing-quarantine", `{"playbook":"phishing-quarantine","status":"succeeded"}`},
 		{"soar.outcomes.notify", "a-1:notify", `{"playbook":"notify","status":"failed"}`},
-		{"soar.outcomes.unmatched", "a-2:unmatched", `{"status":"unmatched"}`},
+		{"soar.outcomes.unmatched", "a-2:", `{"status":"unmatched"}`},
 	} {
 		m := h.waitMessages("SOAR_OUTCOMES", want.subject, 1)[0]
 		if got := m.Header.Get(nats.MsgIdHdr); got != want.msgID {
@@ -210,9 +210,11 @@ func TestInvalidAlertsAreDeadLettered(t *testing.T) {
 		if got := m.Header.Values("X-Custom"); !reflect.DeepEqual(got, []string{"keep me", "and me"}) {
 			t.Errorf("%s: X-Custom = %q, want both original values", tt.name, got)
 		}
-		reason := m.Header.Get(queue.HeaderDLQReason)
-		if !strings.Contains(reason, tt.reasonHas) {
-			t.Errorf("%s: %s = %q, want it to mention %q", tt.name, queue.HeaderDLQReason, reason, tt.reasonHas)
+		if got, want := m.Header.Get(queue.HeaderDLQReason), strings.TrimPrefix(tt.dlqSubject, "soar.dlq."); got != want {
+			t.Errorf("%s: %s = %q, want the subject's reason %q", tt.name, queue.HeaderDLQReason, got, want)
+		}
+		if detail := m.Header.Get(queue.HeaderDLQDetail); !strings.Contains(detail, tt.reasonHas) {
+			t.Errorf("%s: %s = %q, want it to mention %q", tt.name, queue.HeaderDLQDetail, detail, tt.reasonHas)
 		}
 		wantID := fmt.Sprintf("SOAR_ALERTS:%d", seqs[tt.subject])
 		if tt.msgID != "" {
