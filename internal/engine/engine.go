@@ -4,6 +4,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/jsonval"
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
 
@@ -271,6 +273,9 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
 		return so, r.Retryable, false
 	}
+	// Clients decode with UseNumber to keep ids exact; expressions need real numbers, the
+	// same ones a journal replay will give.
+	jsonval.Normalize(r.Output)
 	so.Status, so.Output = StatusSucceeded, r.Output
 	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS))
 	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
@@ -291,10 +296,13 @@ func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journ
 		return journalRecord{}, false
 	}
 	var rec journalRecord
-	if err := json.Unmarshal(b, &rec); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if err := dec.Decode(&rec); err != nil {
 		log.Warn("step journal record unreadable; running the step", zap.Error(err))
 		return journalRecord{}, false
 	}
+	jsonval.Normalize(rec.Output)
 	return rec, true
 }
 

@@ -648,3 +648,37 @@ func TestObserverHearsEveryRunAndStep(t *testing.T) {
 	pb, st = obs.take()
 	check("when error", pb, st, []string{"when-broken=failed"}, nil)
 }
+
+// Vendor clients decode with UseNumber so that ids stay exact; the numbers must still compare
+// as numbers in `if`, and render plainly, on the first run and on a journal replay alike.
+func TestVendorNumbersCompareAsNumbers(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
+		return actions.Output{"score": json.Number("7"), "ratio": json.Number("0.25"), "bigId": json.Number("12345678901234567890")}, nil
+	})
+	failNotes := true
+	f.notify.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
+		if failNotes {
+			return nil, errVendorDown
+		}
+		return actions.Output{"sent": true}, nil
+	})
+	a := alertOn("soar.alerts.numbers.x", map[string]any{"eventId": "ev-1"})
+	for delivery, wantRetry := range []bool{true, false} { // the second run replays lookup from the journal
+		a.Deliveries = delivery + 1
+		res := f.process(t, a)
+		out := only(t, res)
+		if res.Retry != wantRetry || out.Steps[1].Status == engine.StatusSkipped {
+			t.Fatalf("delivery %d: retry %v, steps %v; want the note to run", a.Deliveries, res.Retry, stepStatuses(out))
+		}
+		failNotes = false
+	}
+	if n := f.lookup.callCount(); n != 1 {
+		t.Errorf("lookup called %d times, want 1", n)
+	}
+	in := f.notify.inputs()
+	if got := in[len(in)-1]["text"]; got != "score 7, id 12345678901234567890" {
+		t.Errorf("note text = %q", got)
+	}
+}

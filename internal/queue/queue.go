@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/jsonval"
 )
 
 // Header names the worker reads or writes.
@@ -352,8 +354,7 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 		}
 		return a, dlqReasonTooLarge, fmt.Sprintf("alert is %d bytes, more than the %d allowed", len(data), q.cfg.MaxAlertBytes)
 	}
-	var body any
-	err := json.Unmarshal(data, &body)
+	body, err := jsonval.Decode(data)
 	obj, isObject := body.(map[string]any)
 	if a.ID == "" {
 		if id, ok := obj["id"].(string); ok && id != "" {

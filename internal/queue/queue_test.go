@@ -76,7 +76,7 @@ func TestHandlerGetsDecodedAlert(t *testing.T) {
 	a := rec.next(t)
 	wantBody := map[string]any{
 		"type": "phishing", "entityId": "e1", "score": 0.5,
-		"tags": []any{"a", "b"}, "nested": map[string]any{"n": float64(1)},
+		"tags": []any{"a", "b"}, "nested": map[string]any{"n": int64(1)},
 	}
 	if !reflect.DeepEqual(a.Body, wantBody) {
 		t.Errorf("body = %#v, want %#v", a.Body, wantBody)
@@ -769,5 +769,20 @@ func TestRunStoppedBeforeItStartsIsClean(t *testing.T) {
 	cancel()
 	if err := h.q.Run(ctx, func(context.Context, *queue.Alert) queue.Verdict { return queue.Verdict{} }); err != nil {
 		t.Errorf("Run on a cancelled context = %v, want nil", err)
+	}
+}
+
+// Valid JSON is processed even where float64 falls short: a number beyond its range, and an id
+// above 2^53 whose digits must survive.
+func TestHandlerGetsExactNumbers(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	rec := newRecorder(nil)
+	h.publish("soar.alerts.x.y", []byte(`{"huge":1e400,"big":12345678901234567890,"id53":9007199254740993}`), nil)
+	h.run(h.q, rec.handle)
+	a := rec.next(t)
+	want := map[string]any{"huge": json.Number("1e400"), "big": json.Number("12345678901234567890"), "id53": int64(9007199254740993)}
+	if !reflect.DeepEqual(a.Body, want) {
+		t.Errorf("body = %#v, want %#v", a.Body, want)
 	}
 }
