@@ -212,6 +212,7 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	if err != nil {
 		return fmt.Errorf("bind to consumer %q on stream %q: %w", q.cfg.Consumer, q.cfg.AlertsStream, err)
 	}
+	q = q.boundTo(cons.CachedInfo().Config)
 	// Alerts in flight keep running after ctx ends, until the grace period is over.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -274,6 +275,32 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		<-done
 	}
 	return nil
+}
+
+// boundTo adapts the worker's limits to the consumer it actually binds to, which may be one the
+// operator created: heartbeats must beat that consumer's ack wait, and the worker must
+// dead-letter an alert before that consumer's max_deliver makes the server give up on it.
+func (q *Queue) boundTo(cc jetstream.ConsumerConfig) *Queue {
+	b := *q
+	if cc.AckWait > 0 {
+		b.cfg.AckWait = cc.AckWait
+	}
+	for _, d := range cc.BackOff {
+		// A consumer BackOff list replaces the ack wait of redeliveries with its entries.
+		if d > 0 && d < b.cfg.AckWait {
+			b.cfg.AckWait = d
+		}
+	}
+	if len(cc.BackOff) > 0 {
+		q.log.Warn("the consumer has a BackOff list: it also shortens the ack wait; riposte times redeliveries itself",
+			zap.String("consumer", cc.Durable), zap.Durations("backoff", cc.BackOff))
+	}
+	if cc.MaxDeliver > 0 && cc.MaxDeliver < b.cfg.MaxDeliver {
+		q.log.Warn("the consumer's max_deliver is lower than the worker's; dead-lettering after it",
+			zap.String("consumer", cc.Durable), zap.Int("max_deliver", cc.MaxDeliver), zap.Int("worker_max_deliver", q.cfg.MaxDeliver))
+		b.cfg.MaxDeliver = cc.MaxDeliver
+	}
+	return &b
 }
 
 func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler) {

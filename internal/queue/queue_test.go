@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/riposte-soar/riposte/internal/queue"
+	"github.com/riposte-soar/riposte/internal/queue/queuetest"
 )
 
 func TestAlertID(t *testing.T) {
@@ -784,5 +785,57 @@ func TestHandlerGetsExactNumbers(t *testing.T) {
 	want := map[string]any{"huge": json.Number("1e400"), "big": json.Number("12345678901234567890"), "id53": int64(9007199254740993)}
 	if !reflect.DeepEqual(a.Body, want) {
 		t.Errorf("body = %#v, want %#v", a.Body, want)
+	}
+}
+
+// An operator-made consumer with a short ack wait and a low max_deliver: the worker's
+// heartbeats keep a long step from being redelivered, and the alert is dead-lettered on the
+// consumer's last delivery instead of being dropped by the server.
+func TestRunAdoptsAnExistingConsumersLimits(t *testing.T) {
+	t.Parallel()
+	srv := queuetest.StartJetStream(t)
+	nc := queuetest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SOAR_ALERTS", Subjects: []string{"soar.alerts.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.CreateConsumer(ctx, "SOAR_ALERTS", jetstream.ConsumerConfig{
+		Durable: "riposte", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 600 * time.Millisecond, MaxDeliver: 2,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	cfg.AckWait, cfg.MaxDeliver = 30*time.Second, 5
+	q, err := queue.New(nc, cfg, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, nc: nc, js: js, q: q, cfg: cfg}
+	var slow atomic.Int32
+	rec := newRecorder(func(ctx context.Context, a *queue.Alert, call int) queue.Verdict {
+		if a.ID == "slow" {
+			slow.Add(1)
+			time.Sleep(1500 * time.Millisecond) // well past the consumer's 600ms ack wait
+			return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{}`)}}}
+		}
+		return queue.Verdict{Retry: true, Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"failed"}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "slow"))
+	h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "failing"))
+	h.run(q, rec.handle)
+	dead := h.waitMessages("SOAR_DLQ", "soar.dlq.exhausted", 1)
+	if got := dead[0].Header.Get(queue.HeaderDeliveries); got != "2" {
+		t.Errorf("dead-lettered after %s deliveries, want the consumer's max_deliver 2", got)
+	}
+	h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 2)
+	if n := slow.Load(); n != 1 {
+		t.Errorf("the slow alert was handled %d times, want 1: heartbeats must beat the consumer's ack wait", n)
 	}
 }
