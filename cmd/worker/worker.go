@@ -88,7 +88,7 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 		res := e.Process(ctx, engine.Alert{
 			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries,
 		})
-		v := queue.Verdict{Retry: res.Retry, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
+		v := queue.Verdict{Retry: res.Retry, RetryAfter: res.RetryAfter, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
 			b, err := json.Marshal(o)
 			if err != nil || len(b) > maxOutcome {

@@ -35,6 +35,9 @@ type Result struct {
 	// Retryable is set when Err is a retryable failure whose budget ran out (or whose run was
 	// cut short by shutdown): the alert should be redelivered later rather than given up.
 	Retryable bool
+	// RetryAfter is how long the vendor asked to be left alone in its last answer
+	// (Retry-After), when that answer ended the retries.
+	RetryAfter time.Duration
 }
 
 // How one attempt ended, as Observer.ActionAttempted reports it.
@@ -165,6 +168,10 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		res.Err = lastErr
 	}
 	res.Retryable = !IsPermanent(lastErr)
+	var ra *RetryAfterError
+	if res.Retryable && errors.As(lastErr, &ra) {
+		res.RetryAfter = ra.After
+	}
 	return res
 }
 

@@ -669,8 +669,8 @@ func TestDispatcherLeavesLongRetryAfterToTheQueue(t *testing.T) {
 	limited := &RetryAfterError{Err: vendorErr(429, "rate limit exceeded"), After: time.Hour}
 	a := newFake(fail(limited), succeed(Output{"ok": true}))
 	res := d.Run(context.Background(), a, validInputs, RetryPolicy{MaxAttempts: 5, InitialInterval: time.Millisecond, MaxInterval: time.Second})
-	if res.Attempts != 1 || !res.Retryable || !errors.Is(res.Err, limited) {
-		t.Fatalf("Result = %+v; want 1 attempt, retryable, the 429", res)
+	if res.Attempts != 1 || !res.Retryable || !errors.Is(res.Err, limited) || res.RetryAfter != time.Hour {
+		t.Fatalf("Result = %+v; want 1 attempt, retryable, the 429 and its hour", res)
 	}
 	if len(timer.waits) != 0 {
 		t.Errorf("waited %v in place; want no wait", timer.waits)

@@ -73,6 +73,9 @@ type Result struct {
 	// Retry is set when a step ran out of retries on a failure that may pass later; the
 	// outcomes then describe this delivery, to be published only if no delivery is left.
 	Retry bool
+	// RetryAfter is the longest wait a vendor asked for (Retry-After) among the failures that
+	// set Retry: the redelivery should not come sooner.
+	RetryAfter time.Duration
 }
 
 // Journal stores the results of steps that succeeded, so a redelivered alert does not repeat
@@ -155,9 +158,10 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		if !match {
 			continue
 		}
-		out, retry := e.run(ctx, a, pb, env)
+		out, retry, after := e.run(ctx, a, pb, env)
 		res.Outcomes = append(res.Outcomes, out)
 		res.Retry = res.Retry || retry
+		res.RetryAfter = max(res.RetryAfter, after)
 	}
 	if len(res.Outcomes) == 0 {
 		now := e.now()
@@ -189,7 +193,7 @@ func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
 }
 
 // run executes one playbook's steps in order. retry reports a retryable failure that stopped it.
-func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, retry bool) {
+func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, retry bool, retryAfter time.Duration) {
 	out = e.outcome(a, pb.Name, e.now())
 	out.Status = StatusSucceeded
 	log := e.opts.Log.With(zap.String("alert_id", a.ID), zap.String("playbook", pb.Name))
@@ -198,21 +202,24 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
 		observed := so.Status
 		if !stopped {
-			var stepRetry, reused bool
-			so, stepRetry, reused = e.step(ctx, a, pb, st, env, log)
+			var end stepEnd
+			so, end = e.step(ctx, a, pb, st, env, log)
 			observed = so.Status
-			if reused {
+			if end.reused {
 				observed = StatusReused
 			}
 			if so.Status == StatusFailed {
 				out.Status = StatusFailed
 				switch {
-				case stepRetry && ctx.Err() != nil:
+				case end.retry && ctx.Err() != nil:
 					// Shutdown, not the vendor, cut the step short: whatever on_error says,
 					// this run is not finished and its outcome must not be published.
 					stopped, retry = true, true
 				case st.OnError != playbook.OnErrorContinue:
-					stopped, retry = true, retry || stepRetry
+					stopped, retry = true, retry || end.retry
+					if end.retry {
+						retryAfter = max(retryAfter, end.retryAfter)
+					}
 				}
 			}
 		}
@@ -222,7 +229,7 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 	}
 	out.FinishedAt = e.now()
 	log.Info("playbook finished", zap.String("status", out.Status), zap.Bool("retry", retry))
-	return out, retry
+	return out, retry, retryAfter
 }
 
 // journalRecord is what the journal keeps of a succeeded step.
@@ -233,12 +240,19 @@ type journalRecord struct {
 }
 
 // step runs one step. retry reports a retryable failure; reused, a result taken from the journal.
-func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (so StepOutcome, retry, reused bool) {
-	so = StepOutcome{ID: st.ID, Action: st.Action}
+// stepEnd is what a step's run tells the playbook's run, beyond the step's outcome.
+type stepEnd struct {
+	retry      bool          // it failed in a way a later delivery may fix
+	retryAfter time.Duration // the vendor asked not to be called again before this
+	reused     bool          // the journal supplied the result
+}
+
+func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
 	log = log.With(zap.String("step", st.ID), zap.String("action", st.Action))
-	fail := func(err error) (StepOutcome, bool, bool) {
+	fail := func(err error) (StepOutcome, stepEnd) {
 		so.Status, so.Error = StatusFailed, err.Error()
-		return so, false, false
+		return so, stepEnd{}
 	}
 
 	run, err := st.ShouldRun(env)
@@ -247,14 +261,14 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	}
 	if !run {
 		so.Status = StatusSkipped
-		return so, false, false
+		return so, stepEnd{}
 	}
 
 	key := journalKey(a.ID, pb.Name, st.ID)
 	if rec, ok := e.recall(ctx, key, log); ok {
 		log.Info("step already succeeded on an earlier delivery; reusing its result")
 		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
-		return so, false, true
+		return so, stepEnd{reused: true}
 	}
 
 	in, err := st.Render(env)
@@ -271,7 +285,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
-		return so, r.Retryable, false
+		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter}
 	}
 	// Clients decode with UseNumber to keep ids exact; expressions need real numbers, the
 	// same ones a journal replay will give.
@@ -279,7 +293,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	so.Status, so.Output = StatusSucceeded, r.Output
 	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS))
 	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
-	return so, false, false
+	return so, stepEnd{}
 }
 
 func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool) {

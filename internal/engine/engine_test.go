@@ -682,3 +682,20 @@ func TestVendorNumbersCompareAsNumbers(t *testing.T) {
 		t.Errorf("note text = %q", got)
 	}
 }
+
+// A vendor's long Retry-After ends the step's retries and travels up, so the queue can wait
+// that long before the redelivery.
+func TestRetryAfterReachesTheResult(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.block.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
+		return nil, &actions.RetryAfterError{Err: errVendorDown, After: time.Hour}
+	})
+	res := f.process(t, phishing())
+	if !res.Retry || res.RetryAfter != time.Hour {
+		t.Errorf("Retry %v, RetryAfter %v; want true, 1h", res.Retry, res.RetryAfter)
+	}
+	if n := f.block.callCount(); n != 1 {
+		t.Errorf("block called %d times; an hour's Retry-After is not waited out in place", n)
+	}
+}

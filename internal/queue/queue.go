@@ -58,6 +58,9 @@ type Verdict struct {
 	// delay and its outcomes are not published, until deliveries run out; then the outcomes are
 	// published and the alert goes to the exhausted dead-letter subject.
 	Retry bool
+	// RetryAfter, when longer than the worker's own delay, is how long the redelivery waits:
+	// a vendor's Retry-After.
+	RetryAfter time.Duration
 }
 
 // Handler processes one alert. It must honour ctx: it is cancelled when shutdown's grace
@@ -341,7 +344,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return ResultRetried
 	}
 	if verdict.Retry && alert.Deliveries < q.cfg.MaxDeliver {
-		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
+		delay := max(q.cfg.retryDelay(uint64(alert.Deliveries)), verdict.RetryAfter)
 		log.Info("alert will be retried", zap.Duration("delay", delay))
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak alert", zap.Error(err))

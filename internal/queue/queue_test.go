@@ -839,3 +839,31 @@ func TestRunAdoptsAnExistingConsumersLimits(t *testing.T) {
 		t.Errorf("the slow alert was handled %d times, want 1: heartbeats must beat the consumer's ack wait", n)
 	}
 }
+
+// A verdict's RetryAfter (a vendor's Retry-After) delays the redelivery beyond the worker's own
+// retry delay.
+func TestRetryAfterDelaysTheRedelivery(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil) // RetryDelay 20ms
+	const after = 700 * time.Millisecond
+	var first time.Time
+	delay := make(chan time.Duration, 1)
+	rec := newRecorder(func(_ context.Context, a *queue.Alert, call int) queue.Verdict {
+		if call == 1 {
+			first = time.Now()
+			return queue.Verdict{Retry: true, RetryAfter: after}
+		}
+		delay <- time.Since(first)
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{}`), nil)
+	h.run(h.q, rec.handle)
+	select {
+	case d := <-delay:
+		if d < after {
+			t.Errorf("redelivered after %v, want at least the vendor's %v", d, after)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("never redelivered")
+	}
+}
