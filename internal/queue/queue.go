@@ -27,6 +27,7 @@ const (
 	HeaderStreamSeq      = "Riposte-Stream-Seq"
 	HeaderOriginalMsgID  = "Riposte-Original-Msg-Id"
 	HeaderLastOutcome    = "Riposte-Last-Outcome"
+	HeaderTruncated      = "Riposte-Truncated" // the payload's original size, when cut to fit
 	dlqReasonInvalid     = "invalid"
 	dlqReasonTooLarge    = "too_large"
 	dlqReasonExhausted   = "exhausted"
@@ -92,10 +93,11 @@ func (nopObserver) DeadLettered(string)                 {}
 
 // Queue is a worker's view of JetStream.
 type Queue struct {
-	js  jetstream.JetStream
-	cfg Config
-	log *zap.Logger
-	obs Observer
+	js         jetstream.JetStream
+	cfg        Config
+	log        *zap.Logger
+	obs        Observer
+	maxPayload int // the server's limit on one message, headers included
 }
 
 // New wraps a NATS connection. Call Ensure before Run.
@@ -108,7 +110,7 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
-	return &Queue{js: js, cfg: cfg, log: log, obs: nopObserver{}}, nil
+	return &Queue{js: js, cfg: cfg, log: log, obs: nopObserver{}, maxPayload: int(nc.MaxPayload())}, nil
 }
 
 // SetObserver makes o hear about every delivery from now on; call it before Run. nil stops it.
@@ -527,6 +529,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 			m.Header.Set(HeaderLastOutcome, headerSafe(string(b)))
 		}
 	}
+	q.fit(m)
 	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(a.ID+":dlq:"+reason))
 	if err == nil {
 		err = awaitAcks(ctx, []jetstream.PubAckFuture{f})
@@ -542,6 +545,31 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		log.Warn("terminate dead-lettered alert", zap.Error(err))
 	}
 	return ResultDeadLettered
+}
+
+// fit shrinks a dead letter that the server could not store, so that it is never redelivered
+// forever for want of room: the last-outcome header goes first (the outcomes are on their own
+// subjects), then the payload is cut, saying so in Riposte-Truncated.
+func (q *Queue) fit(m *nats.Msg) {
+	size := func() int {
+		n := len(m.Data) + len(m.Subject) + 64 // the header block's own framing, generously
+		for k, vs := range m.Header {
+			for _, v := range vs {
+				n += len(k) + len(v) + 4
+			}
+		}
+		return n
+	}
+	if q.maxPayload <= 0 || size() <= q.maxPayload {
+		return
+	}
+	m.Header.Del(HeaderLastOutcome)
+	if over := size() - q.maxPayload; over > 0 {
+		original := len(m.Data)
+		m.Header.Set(HeaderTruncated, strconv.Itoa(original))
+		over = size() - q.maxPayload
+		m.Data = m.Data[:max(0, original-over)]
+	}
 }
 
 // headerSafe keeps a value on one header line.

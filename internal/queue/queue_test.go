@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -866,4 +867,22 @@ func TestRetryAfterDelaysTheRedelivery(t *testing.T) {
 	case <-time.After(waitFor):
 		t.Fatal("never redelivered")
 	}
+}
+
+// A dead letter must fit in one message even when the alert nearly filled one: the payload is
+// cut, and says so, rather than the alert being offered again forever.
+func TestDeadLetterOfAnAlmostMaximalAlertFits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.MaxAlertBytes = 1000 })
+	payload := bytes.Repeat([]byte("x"), int(h.nc.MaxPayload())-300)
+	h.publish("soar.alerts.x.y", payload, hdr(nats.MsgIdHdr, "big-1"))
+	h.run(h.q, newRecorder(nil).handle)
+	dead := h.waitMessages("SOAR_DLQ", "soar.dlq.too_large", 1)[0]
+	if got := dead.Header.Get(queue.HeaderTruncated); got != strconv.Itoa(len(payload)) {
+		t.Errorf("%s = %q, want the original size %d", queue.HeaderTruncated, got, len(payload))
+	}
+	if len(dead.Data) >= len(payload) || !bytes.Equal(dead.Data, payload[:len(dead.Data)]) {
+		t.Errorf("dead letter payload is %d bytes; want a prefix of the %d-byte original", len(dead.Data), len(payload))
+	}
+	h.waitSettled()
 }
