@@ -65,6 +65,8 @@ type Alert struct {
 	Headers    map[string]string
 	Body       map[string]any
 	Deliveries int
+	// JournalID, when set, names the alert in the step journal instead of ID (see queue.Alert).
+	JournalID string
 }
 
 // Result is the engine's verdict on one alert.
@@ -264,7 +266,11 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 		return so, stepEnd{}
 	}
 
-	key := journalKey(a.ID, pb.Name, st.ID)
+	jid := a.JournalID
+	if jid == "" {
+		jid = a.ID
+	}
+	key := journalKey(jid, pb.Name, st.ID)
 	if rec, ok := e.recall(ctx, key, log); ok {
 		log.Info("step already succeeded on an earlier delivery; reusing its result")
 		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS

@@ -699,3 +699,22 @@ func TestRetryAfterReachesTheResult(t *testing.T) {
 		t.Errorf("block called %d times; an hour's Retry-After is not waited out in place", n)
 	}
 }
+
+// The journal is keyed by JournalID when the queue gives one: two alerts that share an id made
+// from a reused stream sequence are two alerts, and both reach the vendor.
+func TestJournalIDSeparatesAlertsWithTheSameID(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	first, second := phishing(), phishing()
+	first.ID, first.JournalID = "SOAR_ALERTS:1", "SOAR_ALERTS:1@100"
+	second.ID, second.JournalID = "SOAR_ALERTS:1", "SOAR_ALERTS:1@200"
+	f.process(t, first)
+	f.process(t, second)
+	if n := f.lookup.callCount(); n != 2 {
+		t.Errorf("lookup called %d times for two alerts, want 2", n)
+	}
+	f.process(t, second) // a redelivery of the second
+	if n := f.lookup.callCount(); n != 2 {
+		t.Errorf("lookup called %d times after a redelivery, want still 2", n)
+	}
+}

@@ -44,6 +44,9 @@ type Alert struct {
 	Headers    map[string]string // first value of each header
 	Body       map[string]any
 	Deliveries int // 1 on the first delivery
+	// JournalID names this alert in the step journal: its ID, and for an ID made from the
+	// stream sequence also the time it was stored, since a recreated stream reuses sequences.
+	JournalID string
 }
 
 // Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
@@ -388,11 +391,13 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	}
 	body, err := jsonval.Decode(data)
 	obj, isObject := body.(map[string]any)
+	a.JournalID = a.ID
 	if a.ID == "" {
 		if id, ok := obj["id"].(string); ok && id != "" {
-			a.ID = id
+			a.ID, a.JournalID = id, id
 		} else {
 			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+			a.JournalID = a.ID + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
 		}
 	}
 	switch {

@@ -54,14 +54,25 @@ func TestAlertID(t *testing.T) {
 	h.run(h.q, rec.handle)
 	h.waitSettled()
 
-	got := map[string]string{}
+	got := map[string]*queue.Alert{}
 	for _, a := range rec.calls() {
-		got[a.Subject] = a.ID
+		got[a.Subject] = a
 	}
 	for i, tt := range tests {
 		subject := fmt.Sprintf("soar.alerts.id.case%d", i)
-		if got[subject] != want[subject] {
-			t.Errorf("%s: alert id = %q, want %q", tt.name, got[subject], want[subject])
+		a := got[subject]
+		if a == nil || a.ID != want[subject] {
+			t.Errorf("%s: alert = %+v, want id %q", tt.name, a, want[subject])
+			continue
+		}
+		// A producer's id names the alert in the journal as it is; an id made from the stream
+		// sequence also carries the time it was stored, as sequences repeat in a new stream.
+		if strings.HasPrefix(a.ID, "SOAR_ALERTS:") {
+			if !strings.HasPrefix(a.JournalID, a.ID+"@") || len(a.JournalID) < len(a.ID)+10 {
+				t.Errorf("%s: journal id %q, want %q@<stored time>", tt.name, a.JournalID, a.ID)
+			}
+		} else if a.JournalID != a.ID {
+			t.Errorf("%s: journal id %q, want the alert id %q", tt.name, a.JournalID, a.ID)
 		}
 	}
 }
