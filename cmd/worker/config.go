@@ -85,7 +85,7 @@ func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duratio
 
 func (f *envFlags) Bool(p *bool, name, env string, def bool, text string) {
 	if v := f.env(env); v != "" {
-		b, err := strconv.ParseBool(v)
+		b, err := parseBool(v)
 		if err != nil {
 			f.errs = append(f.errs, fmt.Errorf("%s=%q: not true or false", env, v))
 		} else {
@@ -177,7 +177,7 @@ func (s *settings) finish(env environ) error {
 	s.natsURL = strings.TrimSpace(getenv("NATS_URL"))
 	s.natsAuth = queue.Auth{
 		CredsFile: getenv("NATS_CREDS"),
-		NKeySeed:  getenv("NATS_NKEY_SEED"),
+		NKeySeed:  get("NATS_NKEY_SEED"),
 		Token:     get("NATS_TOKEN"),
 		User:      getenv("NATS_USER"),
 		Password:  get("NATS_PASSWORD"),
@@ -214,4 +214,15 @@ func mapEnv(m map[string]string) environ {
 		v, ok := m[k]
 		return v, ok
 	}
+}
+
+// parseBool takes what people write in environment files: true/false, 1/0, on/off, yes/no.
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "yes", "y":
+		return true, nil
+	case "off", "no", "n":
+		return false, nil
+	}
+	return strconv.ParseBool(v)
 }

@@ -62,6 +62,17 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		{name: "bad number", env: map[string]string{"RIPOSTE_MAX_DELIVER": "five"}, wantErr: `RIPOSTE_MAX_DELIVER="five": not a whole number`},
 		{name: "bad duration", env: map[string]string{"RIPOSTE_ACK_WAIT": "30"}, wantErr: `RIPOSTE_ACK_WAIT="30": not a duration`},
 		{name: "bad bool", env: map[string]string{"RIPOSTE_SIMULATE": "yes please"}, wantErr: `RIPOSTE_SIMULATE="yes please": not true or false`},
+		{name: "on means true", env: map[string]string{"RIPOSTE_SIMULATE": "on"}, check: func(t *testing.T, s settings) {
+			if !s.simulate {
+				t.Error("RIPOSTE_SIMULATE=on did not turn simulation on")
+			}
+		}},
+		{name: "off means false", env: map[string]string{"RIPOSTE_SIMULATE": "OFF"}, check: func(t *testing.T, s settings) {
+			if s.simulate {
+				t.Error("RIPOSTE_SIMULATE=OFF turned simulation on")
+			}
+		}},
+		{name: "nkey seed from a file", env: map[string]string{"NATS_NKEY_SEED_FILE": "/nonexistent/seed"}, wantErr: "read NATS_NKEY_SEED_FILE"},
 		{name: "zero in flight", args: []string{"--max-in-flight", "0"}, wantErr: "--max-in-flight must be at least 1"},
 		{name: "secret file missing", env: map[string]string{"NATS_PASSWORD_FILE": "/nonexistent/pw"}, wantErr: "read NATS_PASSWORD_FILE"},
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 	"go.uber.org/zap"
 )
 
@@ -14,7 +15,7 @@ import (
 // order creds file, nkey seed, token, user/password. TLS applies alongside any of them.
 type Auth struct {
 	CredsFile string
-	NKeySeed  string // a path to a seed file
+	NKeySeed  string // a user seed ("SU…"), or the path of a file holding one
 	Token     string
 	User      string
 	Password  string
@@ -41,9 +42,9 @@ func Connect(url, name string, auth Auth, log *zap.Logger) (*nats.Conn, error) {
 	case auth.CredsFile != "":
 		opts = append(opts, nats.UserCredentials(auth.CredsFile))
 	case auth.NKeySeed != "":
-		opt, err := nats.NkeyOptionFromSeed(auth.NKeySeed)
+		opt, err := nkeyOption(auth.NKeySeed)
 		if err != nil {
-			return nil, fmt.Errorf("read NATS nkey seed file: %w", err)
+			return nil, err
 		}
 		opts = append(opts, opt)
 	case auth.Token != "":
@@ -83,4 +84,26 @@ func redactURLs(servers string) string {
 		parts[i] = u.String()
 	}
 	return strings.Join(parts, ",")
+}
+
+// nkeyOption signs the server's nonce with a user nkey given as the seed itself or, as the nats
+// tools take it, as a path to a seed file.
+func nkeyOption(seedOrPath string) (nats.Option, error) {
+	v := strings.TrimSpace(seedOrPath)
+	if !strings.HasPrefix(v, "SU") {
+		opt, err := nats.NkeyOptionFromSeed(v)
+		if err != nil {
+			return nil, fmt.Errorf("read NATS nkey seed file: %w", err)
+		}
+		return opt, nil
+	}
+	kp, err := nkeys.FromSeed([]byte(v))
+	if err != nil {
+		return nil, fmt.Errorf("NATS_NKEY_SEED is not a valid user seed: %w", err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("NATS_NKEY_SEED: %w", err)
+	}
+	return nats.Nkey(pub, kp.Sign), nil
 }
