@@ -300,3 +300,32 @@ func TestOversizedOutcomeIsPublishedWithoutOutputs(t *testing.T) {
 		t.Errorf("event output = %v, want {truncated: true}", event["output"])
 	}
 }
+
+func TestNotificationStep(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, "testdata/notify", nil)
+	sub, err := s.nc.SubscribeSync("soc.notifications.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.publish("soar.alerts.checkpoint.phishing", "notify-1", phishing("x", "ev-1", "ent-9"), nil)
+	m, err := sub.NextMsg(20 * time.Second)
+	if err != nil {
+		t.Fatalf("no notification: %v", err)
+	}
+	var note map[string]any
+	if err := json.Unmarshal(m.Data, &note); err != nil {
+		t.Fatalf("notification %q is not JSON: %v", m.Data, err)
+	}
+	if note["text"] != "quarantined ent-9 for notify-1" || note["task"] == "" || note["task"] == nil {
+		t.Errorf("notification = %v", note)
+	}
+	if m.Header.Get("X-Riposte-Playbook") != "quarantine-and-notify" || m.Header.Get(nats.MsgIdHdr) != "notify-1:notify" {
+		t.Errorf("notification headers = %v", m.Header)
+	}
+	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.quarantine-and-notify"))
+	s.settled()
+	if st := o["steps"].([]any)[1].(map[string]any); st["status"] != "succeeded" || st["output"].(map[string]any)["subject"] != "soc.notifications.phishing" {
+		t.Errorf("notify step = %v", st)
+	}
+}

@@ -9,13 +9,14 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/actions/natspub"
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
 
 // catalogue is every action riposte knows, for checking playbooks. Its actions have no client
 // behind them and must never run.
 func catalogue() *actions.Registry {
-	reg, err := actions.NewRegistry(checkpoint.Actions(nil)...)
+	reg, err := actions.NewRegistry(append(checkpoint.Actions(nil), natspub.New())...)
 	if err != nil {
 		panic(fmt.Sprintf("action catalogue: %v", err)) // two vendors claiming one name is a build bug
 	}
@@ -27,6 +28,8 @@ func catalogue() *actions.Registry {
 type vendors struct {
 	registry *actions.Registry
 	closers  []func()
+	// publish is nats.publish when a playbook uses it: it needs the worker's connection.
+	publish *natspub.Action
 }
 
 func (v *vendors) close() {
@@ -58,6 +61,9 @@ func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (strin
 		switch vendor {
 		case "checkpoint":
 			acts, err = v.checkpoint(simulate, env, log)
+		case "nats":
+			v.publish = natspub.New()
+			acts = []actions.Action{v.publish}
 		default:
 			err = fmt.Errorf("no client for vendor %q", vendor)
 		}

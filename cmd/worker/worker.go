@@ -59,6 +59,11 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
+	if w.vendors.publish != nil {
+		if err := w.vendors.publish.Bind(nc); err != nil {
+			return err
+		}
+	}
 	journal, err := q.Ensure(ctx)
 	if err != nil && ctx.Err() != nil {
 		return nil // a signal during start-up is a clean stop

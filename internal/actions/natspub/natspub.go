@@ -1,0 +1,141 @@
+// Package natspub is the nats.publish action: a playbook step that publishes a message, for
+// example a notification for the SOC's chat bridge, or a new alert for another playbook.
+package natspub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/riposte-soar/riposte/internal/actions"
+)
+
+// Name is the action's catalogue name.
+const Name = "nats.publish"
+
+// Action publishes to the worker's own NATS connection, which exists only once the worker has
+// connected: Bind it before any alert runs.
+type Action struct {
+	mu sync.RWMutex
+	nc *nats.Conn
+	js jetstream.JetStream
+}
+
+// New returns an unbound action; its Spec is usable at once, for checking playbooks.
+func New() *Action { return &Action{} }
+
+// Bind gives the action the connection to publish on.
+func (a *Action) Bind(nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("%s: open jetstream: %w", Name, err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.nc, a.js = nc, js
+	return nil
+}
+
+// Spec declares the inputs.
+func (a *Action) Spec() actions.Spec {
+	return actions.Spec{
+		Name:   Name,
+		Vendor: "nats",
+		Doc: "Publish a message on the worker's NATS connection, e.g. a notification. A subject that a " +
+			"JetStream stream captures is published with JetStream and acknowledged; any other is a plain " +
+			"publish. Output: {\"subject\", \"stream\", \"sequence\", \"duplicate\"} (stream fields only with JetStream). " +
+			"Publishing onto the alerts subjects feeds the message back to the playbooks: mind loops.",
+		Inputs: []actions.Input{
+			{Name: "subject", Type: actions.String, Required: true, Doc: "the subject to publish to (no wildcards)"},
+			{Name: "data", Type: actions.Any, Doc: "the payload: a string is sent as it is, anything else as JSON; absent means empty"},
+			{Name: "headers", Type: actions.Object, Doc: "message headers, each a string"},
+			{Name: "msgId", Type: actions.String, Doc: "Nats-Msg-Id, so that JetStream drops a repeat (e.g. ${{ alert_id }}:notify)"},
+		},
+	}
+}
+
+// Run publishes one message.
+func (a *Action) Run(ctx context.Context, in actions.Inputs) (actions.Output, error) {
+	if err := a.Spec().Check(in); err != nil {
+		return nil, err
+	}
+	subject := in.String("subject")
+	if err := checkSubject(subject); err != nil {
+		return nil, actions.Permanent(fmt.Errorf("%s: input \"subject\": %w", Name, err))
+	}
+	m := nats.NewMsg(subject)
+	switch d := in["data"].(type) {
+	case nil:
+	case string:
+		m.Data = []byte(d)
+	default:
+		b, err := json.Marshal(d)
+		if err != nil {
+			return nil, actions.Permanent(fmt.Errorf("%s: input \"data\" cannot be encoded as JSON: %w", Name, err))
+		}
+		m.Data = b
+		m.Header.Set("Content-Type", "application/json")
+	}
+	if hs, ok := in["headers"].(map[string]any); ok {
+		for k, v := range hs {
+			s, ok := v.(string)
+			if !ok || k == "" || strings.ContainsAny(k+s, "\r\n") {
+				return nil, actions.Permanent(fmt.Errorf("%s: input \"headers\": %q must be a one-line string", Name, k))
+			}
+			m.Header.Set(k, s)
+		}
+	}
+	if id := in.String("msgId"); id != "" {
+		m.Header.Set(nats.MsgIdHdr, id)
+	}
+
+	a.mu.RLock()
+	nc, js := a.nc, a.js
+	a.mu.RUnlock()
+	if nc == nil {
+		return nil, fmt.Errorf("%s: not connected to NATS yet", Name)
+	}
+	// Ask first whether a stream captures the subject: a JetStream publish is a request, and a
+	// plain subscriber on a notification subject would take it and never answer.
+	if _, err := js.StreamNameBySubject(ctx, subject); errors.Is(err, jetstream.ErrStreamNotFound) {
+		if err := nc.PublishMsg(m); err != nil {
+			return nil, fmt.Errorf("%s: publish to %s: %w", Name, subject, err)
+		}
+		// Flushed, so that it has left the worker before the step counts as done.
+		fctx, cancel := ctx, context.CancelFunc(func() {})
+		if _, ok := ctx.Deadline(); !ok {
+			fctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		}
+		defer cancel()
+		if err := nc.FlushWithContext(fctx); err != nil {
+			return nil, fmt.Errorf("%s: publish to %s: %w", Name, subject, err)
+		}
+		return actions.Output{"subject": subject}, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("%s: find the stream for %s: %w", Name, subject, err)
+	}
+	ack, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("%s: publish to %s: %w", Name, subject, err)
+	}
+	return actions.Output{"subject": subject, "stream": ack.Stream, "sequence": ack.Sequence, "duplicate": ack.Duplicate}, nil
+}
+
+func checkSubject(s string) error {
+	if s == "" {
+		return errors.New("must not be empty")
+	}
+	for _, tok := range strings.Split(s, ".") {
+		if tok == "" || tok == "*" || tok == ">" || strings.ContainsAny(tok, " \t\r\n") {
+			return fmt.Errorf("%q is not a literal subject", s)
+		}
+	}
+	return nil
+}
