@@ -264,12 +264,18 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		for range free - got {
 			<-slots
 		}
-		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+		failed := err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout)
+		if failed {
 			q.log.Warn("pull alerts", zap.Error(err))
 			select { // a broken connection should not spin
 			case <-time.After(time.Second):
 			case <-ctx.Done():
 			}
+		}
+		// To Fetch, a deleted consumer looks merely idle: after a fetch that brought nothing
+		// (one request per fetch wait, only when there is no work), make sure it is there.
+		if failed || got == 0 && ctx.Err() == nil {
+			cons = q.rebind(ctx, cons)
 		}
 	}
 
@@ -283,6 +289,33 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		<-done
 	}
 	return nil
+}
+
+// rebind checks that the consumer still exists and, if an operator deleted it or its stream,
+// creates what is missing again and binds to the new one, so that a worker never goes on polling
+// a consumer that is gone.
+func (q *Queue) rebind(ctx context.Context, cons jetstream.Consumer) jetstream.Consumer {
+	_, err := cons.Info(ctx)
+	if err == nil || !(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
+		return cons
+	}
+	q.log.Warn("the alerts consumer is gone; creating it again", zap.String("stream", q.cfg.AlertsStream),
+		zap.String("consumer", q.cfg.Consumer), zap.Error(err))
+	fresh, err := func() (jetstream.Consumer, error) {
+		if _, err := q.Ensure(ctx); err != nil {
+			return nil, err
+		}
+		return q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+	}()
+	if err != nil {
+		q.log.Error("re-create the alerts consumer; trying again", zap.Error(err))
+		select { // do not spin while the server refuses
+		case <-time.After(time.Second):
+		case <-ctx.Done():
+		}
+		return cons
+	}
+	return fresh
 }
 
 // boundTo adapts the worker's limits to the consumer it actually binds to, which may be one the

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/riposte-soar/riposte/internal/queue"
@@ -896,4 +897,44 @@ func TestDeadLetterOfAnAlmostMaximalAlertFits(t *testing.T) {
 		t.Errorf("dead letter payload is %d bytes; want a prefix of the %d-byte original", len(dead.Data), len(payload))
 	}
 	h.waitSettled()
+}
+
+// An operator who deletes the alerts stream (and with it the consumer) while a worker runs gets
+// them back: the worker notices, re-creates them and goes on consuming.
+func TestRunRecreatesADeletedStreamAndConsumer(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	q, err := queue.New(h.nc, h.cfg, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(nil)
+	h.run(q, rec.handle)
+	h.publish("soar.alerts.x.y", []byte(`{"id":"before-delete"}`), nil)
+	rec.next(t) // the worker is bound and consuming
+	ctx := context.Background()
+	if err := h.js.DeleteStream(ctx, "SOAR_ALERTS"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := h.js.Consumer(ctx, "SOAR_ALERTS", "riposte"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not re-create the stream and its consumer")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.publish("soar.alerts.x.y", []byte(`{"id":"after-delete"}`), nil)
+	deadline = time.Now().Add(30 * time.Second)
+	for len(rec.calls()) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("an alert published after the re-creation was never handled")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := rec.calls()[1].ID; got != "after-delete" {
+		t.Errorf("handled %q", got)
+	}
 }
