@@ -60,39 +60,30 @@ func (f *envFlags) StringOrEmpty(p *string, name, env, def, text string) {
 }
 
 func (f *envFlags) Int(p *int, name, env string, def int, text string) {
-	if v := f.env(env); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a whole number", env, v))
-		} else {
-			def = n
-		}
-	}
-	f.fs.IntVar(p, name, def, f.usage(text, env))
+	f.fs.IntVar(p, name, fromEnv(f, env, def, strconv.Atoi, "not a whole number"), f.usage(text, env))
 }
 
 func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, text string) {
-	if v := f.env(env); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s=%q: not a duration (e.g. 30s, 5m)", env, v))
-		} else {
-			def = d
-		}
-	}
-	f.fs.DurationVar(p, name, def, f.usage(text, env))
+	f.fs.DurationVar(p, name, fromEnv(f, env, def, time.ParseDuration, "not a duration (e.g. 30s, 5m)"), f.usage(text, env))
 }
 
 func (f *envFlags) Bool(p *bool, name, env string, def bool, text string) {
-	if v := f.env(env); v != "" {
-		b, err := parseBool(v)
-		if err != nil {
-			f.errs = append(f.errs, fmt.Errorf("%s=%q: not true or false", env, v))
-		} else {
-			def = b
-		}
+	f.fs.BoolVar(p, name, fromEnv(f, env, def, parseBool, "not true or false"), f.usage(text, env))
+}
+
+// fromEnv is the default a flag takes from its variable: def when the variable is unset or
+// empty, and def too, with the problem recorded for Parse to report, when it does not parse.
+func fromEnv[T any](f *envFlags, env string, def T, parse func(string) (T, error), want string) T {
+	v := f.env(env)
+	if v == "" {
+		return def
 	}
-	f.fs.BoolVar(p, name, def, f.usage(text, env))
+	parsed, err := parse(v)
+	if err != nil {
+		f.errs = append(f.errs, fmt.Errorf("%s=%q: %s", env, v, want))
+		return def
+	}
+	return parsed
 }
 
 func (f *envFlags) env(name string) string {
