@@ -110,11 +110,16 @@ type settings struct {
 	maxInFlight int
 }
 
-// defineCommon declares the flags shared by run, demo and validate.
+// defineCommon declares the flags shared by the commands that read playbooks.
 func defineCommon(f *envFlags, s *settings) {
+	defineCommonWithLogs(f, s, "info", "json")
+}
+
+// defineCommonWithLogs is defineCommon with other logging defaults (the demo's are quieter).
+func defineCommonWithLogs(f *envFlags, s *settings, level, format string) {
 	f.String(&s.playbooks, "playbooks", "RIPOSTE_PLAYBOOKS", "./playbooks", "directory of playbook files")
-	f.String(&s.logLevel, "log-level", "RIPOSTE_LOG_LEVEL", "info", "log level: debug, info, warn, error")
-	f.String(&s.logFormat, "log-format", "RIPOSTE_LOG_FORMAT", "json", "log format: json or console")
+	f.String(&s.logLevel, "log-level", "RIPOSTE_LOG_LEVEL", level, "log level: debug, info, warn, error")
+	f.String(&s.logFormat, "log-format", "RIPOSTE_LOG_FORMAT", format, "log format: json or console")
 }
 
 // defineWorker declares the flags of a running worker.
@@ -158,6 +163,15 @@ func (s *settings) finish(env environ) error {
 			s.queue.AlertsSubjects = append(s.queue.AlertsSubjects, subj)
 		}
 	}
+	s.natsURL = strings.TrimSpace(getenv("NATS_URL"))
+	s.vendorEnv = secretReader(env)
+	var err error
+	s.natsAuth, err = natsAuth(env)
+	return err
+}
+
+// natsAuth reads DESIGN.md's NATS_* credentials, secrets also from their _FILE form.
+func natsAuth(env environ) (queue.Auth, error) {
 	secret := secretReader(env)
 	var errs []error
 	get := func(name string) string {
@@ -165,19 +179,17 @@ func (s *settings) finish(env environ) error {
 		errs = append(errs, err)
 		return v
 	}
-	s.natsURL = strings.TrimSpace(getenv("NATS_URL"))
-	s.natsAuth = queue.Auth{
-		CredsFile: getenv("NATS_CREDS"),
+	a := queue.Auth{
+		CredsFile: env.get("NATS_CREDS"),
 		NKeySeed:  get("NATS_NKEY_SEED"),
 		Token:     get("NATS_TOKEN"),
-		User:      getenv("NATS_USER"),
+		User:      env.get("NATS_USER"),
 		Password:  get("NATS_PASSWORD"),
-		CAFile:    getenv("NATS_CA"),
-		CertFile:  getenv("NATS_CERT"),
-		KeyFile:   getenv("NATS_KEY"),
+		CAFile:    env.get("NATS_CA"),
+		CertFile:  env.get("NATS_CERT"),
+		KeyFile:   env.get("NATS_KEY"),
 	}
-	s.vendorEnv = secret
-	return errors.Join(errs...)
+	return a, errors.Join(errs...)
 }
 
 // secretReader returns a lookup that reads NAME, or else the file named by NAME_FILE, so that

@@ -80,10 +80,7 @@ func demoCases(outcomes, dlq string) []demoCase {
 func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var s settings
 	f := newEnvFlags("demo", env)
-	defineCommon(f, &s)
-	f.fs.Lookup("log-level").DefValue = "error"
-	_ = f.fs.Set("log-level", "error")
-	_ = f.fs.Set("log-format", "console")
+	defineCommonWithLogs(f, &s, "error", "console")
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
@@ -154,7 +151,8 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 	const row = "%-15s %-34s %-10s %-42s %s\n"
 	fmt.Fprintf(stdout, row, "ALERT", "ARRIVED ON", "STATUS", "STEPS (id:status/attempts)", "CHECK")
 	failures := 0
-	for _, c := range demoCases(s.queue.OutcomesPrefix, s.queue.DLQPrefix) {
+	cases := demoCases(s.queue.OutcomesPrefix, s.queue.DLQPrefix)
+	for _, c := range cases {
 		if c.setup != nil {
 			c.setup(fake)
 		}
@@ -180,12 +178,12 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 		}
 	}
 	fmt.Fprintln(stdout)
-	for _, c := range demoCases(s.queue.OutcomesPrefix, s.queue.DLQPrefix) {
+	for _, c := range cases {
 		fmt.Fprintf(stdout, "  %-15s %s\n", c.id, c.what)
 	}
 	fmt.Fprintf(stdout, "\nfake HEC received %d API requests and issued %d tokens\n", len(fake.Requests()), fake.AuthCount())
 	if failures > 0 {
-		return fmt.Errorf("%d of %d outcomes were not the expected ones", failures, len(demoCases("", "")))
+		return fmt.Errorf("%d of %d outcomes were not the expected ones", failures, len(cases))
 	}
 	fmt.Fprintln(stdout, "every outcome is the expected one")
 	return nil

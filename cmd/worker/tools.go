@@ -37,11 +37,11 @@ func cmdValidate(_ context.Context, args []string, env environ, _ io.Reader, std
 
 // clientConnect dials the server named by --nats-url (or NATS_URL), with NATS_* credentials.
 func clientConnect(url string, env environ, name string) (*nats.Conn, error) {
-	s := settings{maxInFlight: 1}
-	if err := s.finish(env); err != nil {
+	auth, err := natsAuth(env)
+	if err != nil {
 		return nil, err
 	}
-	return queue.Connect(url, name, s.natsAuth, zap.NewNop())
+	return queue.Connect(url, name, auth, zap.NewNop())
 }
 
 // cmdPublish publishes one alert, so a fresh machine needs nothing but Go to try the worker.

@@ -19,12 +19,15 @@ type RetryPolicy struct {
 	AttemptTimeout  time.Duration // deadline for one attempt; 0 means none
 }
 
-// DefaultRetryPolicy applies where a step sets no `retry:`.
-var DefaultRetryPolicy = RetryPolicy{
-	MaxAttempts:     4,
-	InitialInterval: 500 * time.Millisecond,
-	MaxInterval:     30 * time.Second,
-	AttemptTimeout:  30 * time.Second,
+// DefaultRetryPolicy applies where a step sets no `retry:`. A function, not a variable, so no
+// caller can change it under everyone else.
+func DefaultRetryPolicy() RetryPolicy {
+	return RetryPolicy{
+		MaxAttempts:     4,
+		InitialInterval: 500 * time.Millisecond,
+		MaxInterval:     30 * time.Second,
+		AttemptTimeout:  30 * time.Second,
+	}
 }
 
 // Result is what one step's dispatch came to.
@@ -176,14 +179,15 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 }
 
 func (p RetryPolicy) normalised() RetryPolicy {
+	d := DefaultRetryPolicy()
 	if p.MaxAttempts < 1 {
-		p.MaxAttempts = DefaultRetryPolicy.MaxAttempts
+		p.MaxAttempts = d.MaxAttempts
 	}
 	if p.InitialInterval <= 0 {
-		p.InitialInterval = DefaultRetryPolicy.InitialInterval
+		p.InitialInterval = d.InitialInterval
 	}
 	if p.MaxInterval <= 0 {
-		p.MaxInterval = DefaultRetryPolicy.MaxInterval
+		p.MaxInterval = d.MaxInterval
 	}
 	if p.MaxInterval < p.InitialInterval {
 		p.MaxInterval = p.InitialInterval

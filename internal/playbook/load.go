@@ -493,7 +493,7 @@ func (p *parser) parseStep(n *yaml.Node, i int, vars map[string]any) *stepDraft 
 		p.addf(n.Line, "step %d must be a mapping with id and action", i+1)
 		return nil
 	}
-	s := &Step{Line: n.Line, Retry: actions.DefaultRetryPolicy, OnError: OnErrorStop, vars: vars}
+	s := &Step{Line: n.Line, Retry: actions.DefaultRetryPolicy(), OnError: OnErrorStop, vars: vars}
 	d := &stepDraft{step: s, label: fmt.Sprintf("step %d", i+1)}
 	// Every message about the step names it, including those about keys before its id.
 	for j := 0; j+1 < len(n.Content); j += 2 {

@@ -74,7 +74,7 @@ func TestLoadDirValid(t *testing.T) {
 			vars:        map[string]any{"actor": "riposte", "max": 3, "ratio": 0.5, "tags": []any{"mail", "phishing"}},
 			vendors:     []string{"checkpoint"},
 			steps: []stepView{
-				{"event", "checkpoint.get_event", 11, actions.DefaultRetryPolicy, OnErrorStop},
+				{"event", "checkpoint.get_event", 11, actions.DefaultRetryPolicy(), OnErrorStop},
 				{"quarantine", "checkpoint.quarantine_entity", 15, actions.RetryPolicy{
 					MaxAttempts: 6, InitialInterval: 500 * time.Millisecond, MaxInterval: 30 * time.Second,
 					AttemptTimeout: 10 * time.Second,
@@ -89,8 +89,8 @@ func TestLoadDirValid(t *testing.T) {
 			vars:        map[string]any{"min_severity": 7, "channel": "soc"},
 			vendors:     []string{"gravityzone", "nats"},
 			steps: []stepView{
-				{"close", "gravityzone.change_incident_status", 12, actions.DefaultRetryPolicy, OnErrorStop},
-				{"notify", "nats.publish", 18, actions.DefaultRetryPolicy, OnErrorStop},
+				{"close", "gravityzone.change_incident_status", 12, actions.DefaultRetryPolicy(), OnErrorStop},
+				{"notify", "nats.publish", 18, actions.DefaultRetryPolicy(), OnErrorStop},
 			},
 		},
 	}

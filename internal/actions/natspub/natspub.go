@@ -23,13 +23,14 @@ const Name = "nats.publish"
 // Action publishes to the worker's own NATS connection, which exists only once the worker has
 // connected: Bind it before any alert runs.
 type Action struct {
-	mu sync.RWMutex
-	nc *nats.Conn
-	js jetstream.JetStream
+	spec actions.Spec
+	mu   sync.RWMutex
+	nc   *nats.Conn
+	js   jetstream.JetStream
 }
 
 // New returns an unbound action; its Spec is usable at once, for checking playbooks.
-func New() *Action { return &Action{} }
+func New() *Action { return &Action{spec: spec()} }
 
 // Bind gives the action the connection to publish on.
 func (a *Action) Bind(nc *nats.Conn) error {
@@ -44,7 +45,9 @@ func (a *Action) Bind(nc *nats.Conn) error {
 }
 
 // Spec declares the inputs.
-func (a *Action) Spec() actions.Spec {
+func (a *Action) Spec() actions.Spec { return a.spec }
+
+func spec() actions.Spec {
 	return actions.Spec{
 		Name:   Name,
 		Vendor: "nats",
@@ -63,7 +66,7 @@ func (a *Action) Spec() actions.Spec {
 
 // Run publishes one message.
 func (a *Action) Run(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-	if err := a.Spec().Check(in); err != nil {
+	if err := a.spec.Check(in); err != nil {
 		return nil, err
 	}
 	subject := in.String("subject")
