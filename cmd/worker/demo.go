@@ -168,7 +168,7 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 		}
 		status, steps, detail := summarise(got, s.queue.DLQPrefix)
 		check := "ok"
-		if got.Subject != c.wantSubject || status != c.wantStatus || steps != c.wantSteps {
+		if !c.matches(got.Subject, status, steps) {
 			check = fmt.Sprintf("MISMATCH: want %s %s %q", c.wantSubject, c.wantStatus, c.wantSteps)
 			failures++
 		}
@@ -187,6 +187,11 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 	}
 	fmt.Fprintln(stdout, "every outcome is the expected one")
 	return nil
+}
+
+// matches says whether what arrived is what the case expects.
+func (c demoCase) matches(subject, status, steps string) bool {
+	return subject == c.wantSubject && status == c.wantStatus && steps == c.wantSteps
 }
 
 // awaitResult waits for the outcome or dead letter of one alert.
