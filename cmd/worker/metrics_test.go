@@ -22,7 +22,7 @@ func TestMetricsEndpointCountsAnAlertsRun(t *testing.T) {
 		`riposte_outcomes_total{playbook="phishing-quarantine",status="succeeded"} 1`,
 		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1`,
 		`riposte_step_runs_total{action="checkpoint.get_event",status="succeeded"} 1`,
-		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",result="ok"} 1`,
+		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1`,
 		`riposte_action_duration_seconds_count{action="checkpoint.quarantine_entity"} 1`,
 		`riposte_alerts_received_total 1`,
 		`riposte_alerts_finished_total{result="acked"} 1`,
@@ -54,8 +54,8 @@ func TestMetricsOfARedeliveredAlert(t *testing.T) {
 		`riposte_step_runs_total{action="checkpoint.get_event",status="reused"} 1`,
 		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="failed"} 1`,
 		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1`,
-		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",result="retryable"} 2`,
-		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",result="ok"} 1`,
+		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="server",result="retryable"} 2`,
+		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1`,
 		`riposte_action_duration_seconds_count{action="checkpoint.get_event"} 1`, // not called again
 		`riposte_alerts_in_flight 0`,
 	)

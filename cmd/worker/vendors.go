@@ -1,10 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
 	"github.com/riposte-soar/riposte/internal/actions"
@@ -13,68 +16,112 @@ import (
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
 
-// catalogue is every action riposte knows, for checking playbooks. Its actions have no client
-// behind them and must never run.
-func catalogue() *actions.Registry {
-	reg, err := actions.NewRegistry(append(checkpoint.Actions(nil), natspub.New())...)
+// vendorList is every vendor riposte knows. Adding a vendor is its package and one line here:
+// the catalogue, the start-up check of its variables, --simulate and the docs follow from its
+// declaration.
+func vendorList() []actions.Vendor {
+	return []actions.Vendor{
+		checkpoint.Vendor(),
+		natspub.Vendor(),
+	}
+}
+
+// catalogue is every action riposte knows, for checking playbooks and printing the catalogue.
+func catalogue() *actions.Catalogue {
+	var specs []actions.Spec
+	for _, v := range vendorList() {
+		specs = append(specs, v.Specs...)
+	}
+	cat, err := actions.NewCatalogue(specs...)
 	if err != nil {
 		panic(fmt.Sprintf("action catalogue: %v", err)) // two vendors claiming one name is a build bug
 	}
-	return reg
+	return cat
 }
 
-// vendors holds the clients of the vendors the playbooks use, and their registry of runnable
-// actions.
+// vendors holds the configured vendors the playbooks use: their runnable actions, their rate
+// limits, and what to end at shutdown.
 type vendors struct {
 	registry *actions.Registry
-	closers  []func()
-	// publish is nats.publish when a playbook uses it: it needs the worker's connection.
-	publish *natspub.Action
+	limits   map[string]float64 // vendor → requests per second; 0: none
+	sessions []func(context.Context) error
+	stops    []func() // fakes started for --simulate
 }
 
+// close ends the vendors' sessions (PVWA logs off), then stops any fakes.
 func (v *vendors) close() {
-	for _, c := range v.closers {
-		c()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, end := range v.sessions {
+		_ = end(ctx)
 	}
-	v.closers = nil
+	v.sessions = nil
+	for _, stop := range v.stops {
+		stop()
+	}
+	v.stops = nil
+}
+
+// bind gives the actions that publish on NATS (nats.publish) the worker's connection.
+func (v *vendors) bind(nc *nats.Conn) error {
+	for _, a := range v.registry.Actions() {
+		if b, ok := a.(interface{ Bind(*nats.Conn) error }); ok {
+			if err := b.Bind(nc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// dispatcherOptions are the vendors' rate limits, for the dispatcher that runs their actions.
+func (v *vendors) dispatcherOptions() []actions.DispatcherOption {
+	var opts []actions.DispatcherOption
+	for _, name := range sortedKeys(v.limits) {
+		opts = append(opts, actions.WithRateLimit(name, v.limits[name]))
+	}
+	return opts
 }
 
 // newVendors configures every vendor a playbook uses, from the environment or, with simulate,
-// as its in-process fake. Missing variables are reported together, per vendor, with the
-// playbooks that need them.
-func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), log *zap.Logger) (*vendors, error) {
+// as its in-process fake. Every missing or malformed variable is reported at once, per vendor,
+// with the playbooks that need it.
+func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), deps actions.Deps) (*vendors, error) {
 	users := map[string][]string{} // vendor → playbooks
 	for _, pb := range pbs {
 		for _, vendor := range pb.Vendors() {
 			users[vendor] = append(users[vendor], pb.Name)
 		}
 	}
-	v := &vendors{}
 	reg, _ := actions.NewRegistry()
-	v.registry = reg
+	v := &vendors{registry: reg, limits: map[string]float64{}}
 	var problems []string
-	for _, vendor := range sortedKeys(users) {
-		var (
-			acts []actions.Action
-			err  error
-		)
-		switch vendor {
-		case "checkpoint":
-			acts, err = v.checkpoint(simulate, env, log)
-		case "nats":
-			v.publish = natspub.New()
-			acts = []actions.Action{v.publish}
-		default:
-			err = fmt.Errorf("no client for vendor %q", vendor)
-		}
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s (used by %s): %v", vendor, strings.Join(users[vendor], ", "), err))
+	known := map[string]bool{}
+	for _, vendor := range vendorList() {
+		known[vendor.Name] = true
+		pbNames, used := users[vendor.Name]
+		if !used {
 			continue
 		}
-		for _, a := range acts {
+		inst, limit, err := v.configure(vendor, simulate, env, deps)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s (used by %s): %s", vendor.Name, strings.Join(pbNames, ", "),
+				strings.ReplaceAll(err.Error(), "\n", "; ")))
+			continue
+		}
+		if inst.Close != nil {
+			v.sessions = append(v.sessions, inst.Close)
+		}
+		v.limits[vendor.Name] = limit
+		for _, a := range inst.Actions {
 			if err := reg.Add(a); err != nil {
 				problems = append(problems, err.Error())
 			}
+		}
+	}
+	for _, name := range sortedKeys(users) {
+		if !known[name] {
+			problems = append(problems, fmt.Sprintf("%s (used by %s): no client for this vendor", name, strings.Join(users[name], ", ")))
 		}
 	}
 	if len(problems) > 0 {
@@ -84,56 +131,38 @@ func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (strin
 	return v, nil
 }
 
-func (v *vendors) checkpoint(simulate bool, env func(string) (string, error), log *zap.Logger) ([]actions.Action, error) {
-	var cfg checkpoint.Config
-	if simulate {
-		fake := checkpoint.NewFake("riposte-simulate", "riposte-simulate-key")
-		fake.SetSynthesize(true)
-		url, stop := fake.Start()
-		v.closers = append(v.closers, stop)
-		cfg = checkpoint.Config{BaseURL: url, ClientID: "riposte-simulate", AccessKey: "riposte-simulate-key"}
+func (v *vendors) configure(vendor actions.Vendor, simulate bool, env func(string) (string, error), deps actions.Deps) (*actions.Instance, float64, error) {
+	var s actions.Settings
+	if simulate && vendor.Simulate != nil {
+		fake, stop, err := vendor.Simulate()
+		if err != nil {
+			return nil, 0, fmt.Errorf("start the simulated %s: %w", vendor.Title, err)
+		}
+		v.stops = append(v.stops, stop)
+		s = fake
 	} else {
-		vals, err := readEnv(env, "HEC_BASE_URL", "HEC_REGION", "HEC_CLIENT_ID", "HEC_ACCESS_KEY")
+		var err error
+		if s, err = readSettings(vendor, env); err != nil {
+			return nil, 0, err
+		}
+	}
+	if deps.Log == nil {
+		deps.Log = zap.NewNop()
+	}
+	return vendor.Configure(s, deps)
+}
+
+// readSettings reads a vendor's declared variables, each also from the file NAME_FILE names.
+func readSettings(vendor actions.Vendor, env func(string) (string, error)) (actions.Settings, error) {
+	s := make(actions.Settings, len(vendor.Vars))
+	for _, decl := range vendor.Vars {
+		val, err := env(decl.Name)
 		if err != nil {
 			return nil, err
 		}
-		if missing := missingVars(vals, "HEC_CLIENT_ID", "HEC_ACCESS_KEY"); missing != "" {
-			return nil, fmt.Errorf("%s not set", missing)
-		}
-		cfg = checkpoint.Config{BaseURL: vals["HEC_BASE_URL"], ClientID: vals["HEC_CLIENT_ID"], AccessKey: vals["HEC_ACCESS_KEY"]}
-		if cfg.BaseURL == "" {
-			if cfg.BaseURL, err = checkpoint.GatewayURL(vals["HEC_REGION"]); err != nil {
-				return nil, fmt.Errorf("HEC_REGION: %w", err)
-			}
-		}
+		s[decl.Name] = strings.TrimSpace(val)
 	}
-	c, err := checkpoint.NewClient(cfg, log.Named("checkpoint"))
-	if err != nil {
-		return nil, err
-	}
-	return checkpoint.Actions(c), nil
-}
-
-func readEnv(env func(string) (string, error), names ...string) (map[string]string, error) {
-	vals := make(map[string]string, len(names))
-	for _, n := range names {
-		v, err := env(n)
-		if err != nil {
-			return nil, err
-		}
-		vals[n] = strings.TrimSpace(v)
-	}
-	return vals, nil
-}
-
-func missingVars(vals map[string]string, required ...string) string {
-	var missing []string
-	for _, n := range required {
-		if vals[n] == "" {
-			missing = append(missing, n)
-		}
-	}
-	return strings.Join(missing, ", ")
+	return s, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -44,7 +44,7 @@ func newWorker(s *settings, log *zap.Logger) (*worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := newVendors(pbs, s.simulate, s.vendorEnv, log)
+	v, err := newVendors(pbs, s.simulate, s.vendorEnv, actions.Deps{Log: log})
 	if err != nil {
 		return nil, err
 	}
@@ -59,10 +59,8 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	if err != nil {
 		return err
 	}
-	if w.vendors.publish != nil {
-		if err := w.vendors.publish.Bind(nc); err != nil {
-			return err
-		}
+	if err := w.vendors.bind(nc); err != nil {
+		return err
 	}
 	journal, err := q.Ensure(ctx)
 	if err != nil && ctx.Err() != nil {
@@ -72,7 +70,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	q.SetObserver(w.metrics)
-	dispatch := actions.NewDispatcher(w.log, actions.WithObserver(w.metrics))
+	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(), actions.WithObserver(w.metrics))...)
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics,
 	})

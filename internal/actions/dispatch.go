@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 )
 
 // RetryPolicy is one step's retry budget (the playbook's `retry:`).
@@ -54,16 +56,16 @@ const (
 // Methods are called from many goroutines at once.
 type Observer interface {
 	// ActionAttempted reports one call of the action: AttemptOK, AttemptRetryable or
-	// AttemptPermanent.
-	ActionAttempted(action, result string)
+	// AttemptPermanent, and for a failure its reason (ReasonOf; "" for AttemptOK).
+	ActionAttempted(action, result, reason string)
 	// ActionFinished reports one Run: every attempt and the waits between them.
 	ActionFinished(action string, took time.Duration)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) ActionAttempted(string, string)       {}
-func (nopObserver) ActionFinished(string, time.Duration) {}
+func (nopObserver) ActionAttempted(string, string, string) {}
+func (nopObserver) ActionFinished(string, time.Duration)   {}
 
 // Dispatcher runs actions with retries. It alone decides whether and when to try again.
 type Dispatcher struct {
@@ -71,6 +73,7 @@ type Dispatcher struct {
 	jitter func() float64 // in [0,1); injectable so tests are repeatable
 	timer  backoff.Timer  // nil: real time
 	obs    Observer
+	limits map[string]*rate.Limiter // by vendor; absent: no limit
 }
 
 // DispatcherOption adjusts a Dispatcher.
@@ -88,9 +91,25 @@ func WithObserver(o Observer) DispatcherOption {
 	}
 }
 
+// WithRateLimit caps the requests of one vendor's actions, all steps and alerts of the process
+// together, at perSecond; 0 or less means no limit. Every request counts: the first of each
+// attempt is waited for before the attempt starts (the wait is not an attempt and does not run
+// down its timeout), and any further one (a renewed token, the next page) through Pace.
+func WithRateLimit(vendor string, perSecond float64) DispatcherOption {
+	return func(d *Dispatcher) {
+		if perSecond <= 0 {
+			delete(d.limits, vendor)
+			return
+		}
+		// A burst of one: requests leave evenly spaced, so a vendor that counts per second
+		// never sees more than the limit bunched together.
+		d.limits[vendor] = rate.NewLimiter(rate.Limit(perSecond), 1)
+	}
+}
+
 // NewDispatcher returns a dispatcher that logs each retry to log.
 func NewDispatcher(log *zap.Logger, opts ...DispatcherOption) *Dispatcher {
-	d := &Dispatcher{log: log, jitter: rand.Float64, obs: nopObserver{}}
+	d := &Dispatcher{log: log, jitter: rand.Float64, obs: nopObserver{}, limits: map[string]*rate.Limiter{}}
 	for _, o := range opts {
 		o(d)
 	}
@@ -102,10 +121,12 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 	spec := a.Spec()
 	began := time.Now()
 	defer func() { d.obs.ActionFinished(spec.Name, time.Since(began)) }()
-	if err := spec.Check(in); err != nil {
-		return Result{Err: err}
+	in, err := spec.Check(in)
+	if err != nil {
+		return Result{Err: err} // no call was made
 	}
 	p = p.normalised()
+	lim := d.limits[spec.Vendor]
 
 	var (
 		res     Result
@@ -113,16 +134,28 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 	)
 	bo := &stepBackOff{policy: p, jitter: d.jitter}
 	op := func() error {
+		if lim != nil {
+			if err := lim.Wait(ctx); err != nil {
+				// Shutdown while waiting for the vendor's turn: no attempt was made.
+				if lastErr == nil {
+					lastErr = fmt.Errorf("%s: waiting for the %s rate limit: %w", spec.Name, spec.Vendor, ctx.Err())
+				}
+				return backoff.Permanent(err)
+			}
+		}
 		res.Attempts++
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if p.AttemptTimeout > 0 {
 			actx, cancel = context.WithTimeout(ctx, p.AttemptTimeout)
 		}
+		if lim != nil {
+			actx = context.WithValue(actx, pacerKey{}, &pacer{lim: lim, prepaid: prepaid()})
+		}
 		out, err := a.Run(actx, in)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if err == nil {
-			d.obs.ActionAttempted(spec.Name, AttemptOK)
+			d.obs.ActionAttempted(spec.Name, AttemptOK, "")
 			res.Output = out
 			return nil
 		}
@@ -132,7 +165,7 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		if ctx.Err() != nil && lastErr != nil && errors.Is(err, ctx.Err()) {
 			// Shutdown cut this attempt short: what the vendor said last is the better story.
 			// The alert goes back to the queue, so the attempt counts as retryable.
-			d.obs.ActionAttempted(spec.Name, AttemptRetryable)
+			d.obs.ActionAttempted(spec.Name, AttemptRetryable, ReasonCanceled)
 			return backoff.Permanent(err)
 		}
 		var unauthorized *UnauthorizedError
@@ -143,10 +176,10 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		}
 		lastErr = err
 		if IsPermanent(err) {
-			d.obs.ActionAttempted(spec.Name, AttemptPermanent)
+			d.obs.ActionAttempted(spec.Name, AttemptPermanent, ReasonOf(err))
 			return backoff.Permanent(err)
 		}
-		d.obs.ActionAttempted(spec.Name, AttemptRetryable)
+		d.obs.ActionAttempted(spec.Name, AttemptRetryable, ReasonOf(err))
 		var ra *RetryAfterError
 		if errors.As(err, &ra) {
 			bo.retryAfter = ra.After
@@ -156,9 +189,9 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 	notify := func(err error, wait time.Duration) {
 		d.log.Warn("action attempt failed, retrying",
 			zap.String("action", spec.Name), zap.Int("attempt", res.Attempts),
-			zap.Duration("wait", wait), zap.Error(err))
+			zap.String("reason", ReasonOf(err)), zap.Duration("wait", wait), zap.Error(err))
 	}
-	err := backoff.RetryNotifyWithTimer(op, backoff.WithContext(bo, ctx), notify, d.timer)
+	err = backoff.RetryNotifyWithTimer(op, backoff.WithContext(bo, ctx), notify, d.timer)
 	if err == nil {
 		return res
 	}
@@ -229,3 +262,29 @@ func (b *stepBackOff) NextBackOff() time.Duration {
 }
 
 func (b *stepBackOff) Reset() { b.retries, b.retryAfter = 0, 0 }
+
+type pacerKey struct{}
+
+// pacer is one attempt's share of its vendor's rate limit; the dispatcher already waited for
+// the attempt's first request.
+type pacer struct {
+	lim     *rate.Limiter
+	prepaid *atomic.Bool
+}
+
+func prepaid() *atomic.Bool {
+	b := new(atomic.Bool)
+	b.Store(true)
+	return b
+}
+
+// Pace waits until the vendor's rate limit lets one more request go, or ctx ends. Vendor
+// clients call it before every HTTP request; outside a dispatched attempt, or for a vendor
+// without a limit, it returns at once.
+func Pace(ctx context.Context) error {
+	p, _ := ctx.Value(pacerKey{}).(*pacer)
+	if p == nil || p.prepaid.CompareAndSwap(true, false) {
+		return nil
+	}
+	return p.lim.Wait(ctx)
+}

@@ -1,8 +1,10 @@
 package actions
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -28,6 +30,145 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p *permanentError
 	return errors.As(err, &p)
+}
+
+// Invalid marks err as bad input: permanent, with the reason invalid_input.
+func Invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return Permanent(WithReason(ReasonInvalidInput, err))
+}
+
+// Why an attempt failed, for metrics labels and logs. The reason never decides a retry: the
+// class (Permanent, retryable, RetryAfterError) does.
+const (
+	ReasonAuth         = "auth"          // credentials refused (401, 403, a failed logon)
+	ReasonRateLimited  = "rate_limited"  // the vendor said slow down (429)
+	ReasonClient       = "client"        // the vendor refused the request (other 4xx, JSON-RPC invalid params)
+	ReasonServer       = "server"        // the vendor failed (5xx, JSON-RPC server errors)
+	ReasonTimeout      = "timeout"       // no answer in time (408, 504, a deadline)
+	ReasonNetwork      = "network"       // no connection, a reset, a DNS failure
+	ReasonInvalidInput = "invalid_input" // the step's inputs were refused before any request
+	ReasonBadResponse  = "bad_response"  // an answer riposte could not read
+	ReasonCanceled     = "canceled"      // shutdown cut the attempt short
+	ReasonUnknown      = "unknown"
+)
+
+// Reasons lists every reason, so metrics can start each at zero.
+func Reasons() []string {
+	return []string{ReasonAuth, ReasonRateLimited, ReasonClient, ReasonServer, ReasonTimeout,
+		ReasonNetwork, ReasonInvalidInput, ReasonBadResponse, ReasonCanceled, ReasonUnknown}
+}
+
+type reasonError struct {
+	reason string
+	err    error
+}
+
+func (e *reasonError) Error() string { return e.err.Error() }
+func (e *reasonError) Unwrap() error { return e.err }
+
+// WithReason records why err happened where the error's type cannot tell (a malformed answer,
+// a refused logon under HTTP 200).
+func WithReason(reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &reasonError{reason: reason, err: err}
+}
+
+// ReasonOf says why err happened: the reason given with WithReason, else what its type tells
+// (an HTTP status, a JSON-RPC code, a timeout, a network error).
+func ReasonOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	var re *reasonError
+	if errors.As(err, &re) {
+		return re.reason
+	}
+	var hs *HTTPStatusError
+	if errors.As(err, &hs) {
+		return httpReason(hs.Status)
+	}
+	var rpc *RPCError
+	if errors.As(err, &rpc) {
+		return rpc.reason()
+	}
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return ReasonTimeout
+	case errors.Is(err, context.Canceled):
+		return ReasonCanceled
+	case errors.As(err, &ne) && ne.Timeout():
+		return ReasonTimeout
+	case errors.As(err, &ne):
+		return ReasonNetwork
+	}
+	var op *net.OpError
+	if errors.As(err, &op) {
+		return ReasonNetwork
+	}
+	return ReasonUnknown
+}
+
+func httpReason(status int) string {
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return ReasonAuth
+	case status == http.StatusTooManyRequests:
+		return ReasonRateLimited
+	case status == http.StatusRequestTimeout || status == http.StatusGatewayTimeout:
+		return ReasonTimeout
+	case status >= 500:
+		return ReasonServer
+	case status >= 400:
+		return ReasonClient
+	}
+	return ReasonBadResponse
+}
+
+// RPCError is a JSON-RPC 2.0 error object a vendor answered with, under any HTTP status.
+type RPCError struct {
+	Op      string // what was being done
+	Code    int64
+	Message string // the vendor's error.message
+	Details string // the vendor's error.data.details, when it sent one
+}
+
+func (e *RPCError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = "no message"
+	}
+	if e.Details != "" && e.Details != msg {
+		msg += ": " + e.Details
+	}
+	return fmt.Sprintf("%s: JSON-RPC error %d: %s", e.Op, e.Code, msg)
+}
+
+func (e *RPCError) reason() string {
+	if e.retryable() {
+		return ReasonServer
+	}
+	return ReasonClient
+}
+
+// retryable: -32603 (internal error) and the implementation-defined server errors -32000 to
+// -32099 may pass; a malformed request, an unknown method or invalid params never will, nor
+// will an application error the vendor defines outside those ranges.
+func (e *RPCError) retryable() bool {
+	return e.Code == -32603 || (e.Code >= -32099 && e.Code <= -32000)
+}
+
+// ClassifyJSONRPC classes a JSON-RPC error: retryable for server errors, permanent otherwise.
+func ClassifyJSONRPC(e *RPCError) error {
+	if e.retryable() {
+		return e
+	}
+	return Permanent(e)
 }
 
 // RetryAfterError is a retryable failure whose vendor said when to come back (HTTP 429/503

@@ -6,12 +6,17 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Check validates rendered inputs against the spec: every required input present, no unknown
-// ones, every value of its declared type and enum. A failure is permanent: retrying cannot fix it.
-func (s Spec) Check(in Inputs) error {
+// ones, every value of its declared type and within its limits, then the spec's own Validate.
+// It returns the inputs normalised, so actions read them without checking again: lists as
+// []string, whole numbers as int64 (friendly names resolved), absent and null inputs left out.
+// A failure is permanent: retrying cannot fix it.
+func (s Spec) Check(in Inputs) (Inputs, error) {
 	var problems []string
+	out := make(Inputs, len(in))
 	for _, decl := range s.Inputs {
 		v, ok := in[decl.Name]
 		if !ok || v == nil {
@@ -20,54 +25,142 @@ func (s Spec) Check(in Inputs) error {
 			}
 			continue
 		}
-		if err := decl.check(v); err != nil {
+		norm, err := decl.check(v)
+		if err != nil {
 			problems = append(problems, err.Error())
+			continue
 		}
+		out[decl.Name] = norm
 	}
 	for name := range in {
 		if _, ok := s.Input(name); !ok {
 			problems = append(problems, fmt.Sprintf("unknown input %q", name))
 		}
 	}
+	if len(problems) == 0 && s.Validate != nil {
+		if err := s.Validate(out); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	if len(problems) > 0 {
 		slices.Sort(problems)
-		return Permanent(fmt.Errorf("%s: invalid inputs: %s", s.Name, strings.Join(problems, "; ")))
+		return nil, Invalid(fmt.Errorf("%s: invalid inputs: %s", s.Name, strings.Join(problems, "; ")))
 	}
-	return nil
+	return out, nil
 }
 
-func (decl Input) check(v any) error {
+// CheckValue checks one input's value as Check would, for a value known before any alert
+// arrives (a playbook's literal). It returns the problem, or "" when there is none.
+func (decl Input) CheckValue(v any) string {
+	if v == nil {
+		if decl.Required {
+			return fmt.Sprintf("input %q is required; got null", decl.Name)
+		}
+		return ""
+	}
+	if _, err := decl.check(v); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func (decl Input) check(v any) (any, error) {
+	norm, err := decl.typed(v)
+	if err != nil {
+		return nil, err
+	}
+	if decl.Verify != nil {
+		if err := decl.Verify(norm); err != nil {
+			return nil, fmt.Errorf("input %q: %w", decl.Name, err)
+		}
+	}
+	return norm, nil
+}
+
+// typed checks v's type and limits and returns it in its normal form.
+func (decl Input) typed(v any) (any, error) {
 	switch decl.Type {
 	case String:
 		s, ok := v.(string)
 		if !ok {
-			return fmt.Errorf("input %q must be a string, got %s", decl.Name, describe(v))
+			return nil, fmt.Errorf("input %q must be a string, got %s", decl.Name, describe(v))
 		}
 		if len(decl.Enum) > 0 && !slices.Contains(decl.Enum, s) {
-			return fmt.Errorf("input %q must be one of %s, got %q", decl.Name, strings.Join(decl.Enum, ", "), s)
+			return nil, fmt.Errorf("input %q must be one of %s, got %q", decl.Name, strings.Join(decl.Enum, ", "), s)
 		}
+		if decl.MaxLen > 0 && utf8.RuneCountInString(s) > decl.MaxLen {
+			return nil, fmt.Errorf("input %q must be at most %d characters, got %d", decl.Name, decl.MaxLen, utf8.RuneCountInString(s))
+		}
+		return s, nil
 	case StringList:
 		list, err := toStringList(v)
 		if err != nil {
-			return fmt.Errorf("input %q %w", decl.Name, err)
+			return nil, fmt.Errorf("input %q %w", decl.Name, err)
 		}
 		if len(list) == 0 {
-			return fmt.Errorf("input %q must not be empty", decl.Name)
+			return nil, fmt.Errorf("input %q must not be empty", decl.Name)
 		}
+		if decl.MaxItems > 0 && len(list) > decl.MaxItems {
+			return nil, fmt.Errorf("input %q must hold at most %d items, got %d", decl.Name, decl.MaxItems, len(list))
+		}
+		if decl.MaxLen > 0 {
+			for i, e := range list {
+				if n := utf8.RuneCountInString(e); n > decl.MaxLen {
+					return nil, fmt.Errorf("input %q item %d must be at most %d characters, got %d", decl.Name, i, decl.MaxLen, n)
+				}
+			}
+		}
+		return list, nil
 	case Int:
-		if _, ok := toInt(v); !ok {
-			return fmt.Errorf("input %q must be a whole number, got %s", decl.Name, describe(v))
-		}
+		return decl.integer(v)
 	case Bool:
-		if _, ok := v.(bool); !ok {
-			return fmt.Errorf("input %q must be true or false, got %s", decl.Name, describe(v))
+		b, ok := v.(bool)
+		if !ok {
+			return nil, fmt.Errorf("input %q must be true or false, got %s", decl.Name, describe(v))
 		}
+		return b, nil
 	case Object:
-		if _, ok := v.(map[string]any); !ok {
-			return fmt.Errorf("input %q must be an object, got %s", decl.Name, describe(v))
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("input %q must be an object, got %s", decl.Name, describe(v))
 		}
+		return m, nil
 	}
-	return nil
+	return v, nil
+}
+
+func (decl Input) integer(v any) (int64, error) {
+	if name, ok := v.(string); ok && len(decl.Choices) > 0 {
+		for _, c := range decl.Choices {
+			if c.Name == name {
+				return c.Value, nil
+			}
+		}
+		return 0, fmt.Errorf("input %q must be one of %s, got %q", decl.Name, decl.choiceList(), name)
+	}
+	n, ok := toInt(v)
+	if !ok {
+		if len(decl.Choices) > 0 {
+			return 0, fmt.Errorf("input %q must be one of %s, got %s", decl.Name, decl.choiceList(), describe(v))
+		}
+		return 0, fmt.Errorf("input %q must be a whole number, got %s", decl.Name, describe(v))
+	}
+	if len(decl.Choices) > 0 && !slices.ContainsFunc(decl.Choices, func(c Choice) bool { return c.Value == n }) {
+		return 0, fmt.Errorf("input %q must be one of %s, got %d", decl.Name, decl.choiceList(), n)
+	}
+	if decl.Bounded && (n < decl.Min || n > decl.Max) {
+		return 0, fmt.Errorf("input %q must be between %d and %d, got %d", decl.Name, decl.Min, decl.Max, n)
+	}
+	return n, nil
+}
+
+// choiceList renders Choices as `open (1), closed (3)`.
+func (decl Input) choiceList() string {
+	parts := make([]string, len(decl.Choices))
+	for i, c := range decl.Choices {
+		parts[i] = fmt.Sprintf("%s (%d)", c.Name, c.Value)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // String returns a string input, or "" when it is absent. Call it after Check.

@@ -56,7 +56,7 @@ func TestSpecCheckAccepts(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if err := checkSpec.Check(tt.in); err != nil {
+			if _, err := checkSpec.Check(tt.in); err != nil {
 				t.Errorf("Check(%v) = %v; want nil", tt.in, err)
 			}
 		})
@@ -111,7 +111,7 @@ func TestSpecCheckRejects(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := checkSpec.Check(tt.in)
+			_, err := checkSpec.Check(tt.in)
 			if err == nil {
 				t.Fatalf("Check(%v) = nil; want an error", tt.in)
 			}
@@ -134,10 +134,11 @@ func TestSpecCheckRejects(t *testing.T) {
 func TestSpecCheckDeterministic(t *testing.T) {
 	t.Parallel()
 	in := Inputs{"a": 1, "b": 2, "c": 3, "d": 4, "note": 5}
-	first := checkSpec.Check(in).Error()
+	_, firstErr := checkSpec.Check(in)
+	first := firstErr.Error()
 	for range 20 {
-		if got := checkSpec.Check(in).Error(); got != first {
-			t.Fatalf("Check is not deterministic: %q then %q", first, got)
+		if _, err := checkSpec.Check(in); err.Error() != first {
+			t.Fatalf("Check is not deterministic: %q then %q", first, err)
 		}
 	}
 }
@@ -145,13 +146,13 @@ func TestSpecCheckDeterministic(t *testing.T) {
 func TestSpecCheckNoInputs(t *testing.T) {
 	t.Parallel()
 	s := Spec{Name: "nats.ping"}
-	if err := s.Check(nil); err != nil {
+	if _, err := s.Check(nil); err != nil {
 		t.Errorf("Check(nil) on a spec without inputs = %v", err)
 	}
-	if err := s.Check(Inputs{}); err != nil {
+	if _, err := s.Check(Inputs{}); err != nil {
 		t.Errorf("Check({}) on a spec without inputs = %v", err)
 	}
-	if err := s.Check(Inputs{"x": 1}); err == nil || !strings.Contains(err.Error(), `unknown input "x"`) {
+	if _, err := s.Check(Inputs{"x": 1}); err == nil || !strings.Contains(err.Error(), `unknown input "x"`) {
 		t.Errorf("Check({x}) = %v; want unknown input", err)
 	}
 }

@@ -3,6 +3,7 @@ package actions
 import (
 	"context"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,10 +18,10 @@ type recordingObserver struct {
 	finished []string // action names
 }
 
-func (r *recordingObserver) ActionAttempted(action, result string) {
+func (r *recordingObserver) ActionAttempted(action, result, reason string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.attempts = append(r.attempts, action+" "+result)
+	r.attempts = append(r.attempts, strings.TrimSpace(action+" "+result+" "+reason))
 }
 
 func (r *recordingObserver) ActionFinished(action string, took time.Duration) {
@@ -42,11 +43,11 @@ func TestDispatcherObserverHearsEachAttemptAndRun(t *testing.T) {
 		wantAttempts []string
 	}{
 		{"retried then ok", []step{fail(vendorErr(503, "busy")), succeed(Output{})}, validInputs,
-			[]string{name + " retryable", name + " ok"}},
+			[]string{name + " retryable server", name + " ok"}},
 		{"permanent", []step{fail(Permanent(vendorErr(422, "Entity not found")))}, validInputs,
-			[]string{name + " permanent"}},
+			[]string{name + " permanent client"}},
 		{"retries run out", []step{fail(vendorErr(503, "busy"))}, validInputs,
-			[]string{name + " retryable", name + " retryable"}},
+			[]string{name + " retryable server", name + " retryable server"}},
 		{"invalid inputs: no attempt", nil, Inputs{}, nil},
 	}
 	for _, tc := range tests {

@@ -38,14 +38,36 @@ func (t Type) String() string {
 	}
 }
 
-// Input declares one parameter of an action. Enum, when set, lists the accepted (friendly)
-// values of a String input.
+// Input declares one parameter of an action. Its limits are checked on literal values when
+// playbooks load and on rendered values once before each call; a zero limit means none.
 type Input struct {
 	Name     string
 	Type     Type
 	Required bool
-	Enum     []string
 	Doc      string
+	// Enum lists the accepted values of a String input.
+	Enum []string
+	// Choices are the friendly names of an Int input's values (`status: closed` for 3). The
+	// numbers are accepted too; with Choices set, no other number is.
+	Choices []Choice
+	// Min and Max bound an Int input, inclusive, when Bounded is set.
+	Min, Max int64
+	Bounded  bool
+	// MaxLen caps a String input, or each item of a StringList, in characters.
+	MaxLen int
+	// MaxItems caps the length of a StringList.
+	MaxItems int
+	// Default documents what the action sends when the input is absent; the action applies it.
+	Default string
+	// Verify checks a value that already has the declared type (Choices resolved to their
+	// numbers): a hash's format, a rule's structure. Its error is reported as the input's.
+	Verify func(v any) error
+}
+
+// Choice is one friendly name of an integer input's value.
+type Choice struct {
+	Name  string
+	Value int64
 }
 
 // Spec is what an action declares about itself; the playbook loader validates every step's
@@ -55,8 +77,13 @@ type Spec struct {
 	Vendor string // e.g. "checkpoint"; selects the vendor configuration the action needs
 	Doc    string
 	Inputs []Input
+	// Output says what steps.<id>.output holds after a success, for the catalogue.
+	Output string
 	// Idempotent says the vendor call may be repeated safely (a read, or a set-to-state).
 	Idempotent bool
+	// Validate checks inputs against one another (every hash of the declared hashType) once
+	// each has passed its own checks; nil when they are independent.
+	Validate func(in Inputs) error
 }
 
 // Input returns the declaration of the named input.
@@ -79,19 +106,91 @@ type Output = map[string]any
 // Action is one response action of the catalogue.
 type Action interface {
 	Spec() Spec
-	// Run performs the vendor call. Errors are classed with Permanent, Retryable or RetryAfter;
-	// an unclassed error counts as retryable (network trouble is the usual cause).
+	// Run performs the vendor call with inputs that Spec().Check has checked and normalised
+	// (the dispatcher does so, and Invoke for callers without one). Errors are classed with
+	// Permanent, Retryable or RetryAfter; an unclassed error counts as retryable (network
+	// trouble is the usual cause).
 	Run(ctx context.Context, in Inputs) (Output, error)
 }
 
-// Registry maps action names to actions. It is built explicitly by the caller.
+// Invoke checks in against a's spec and runs it once, without retries or rate limits: for
+// callers that have no dispatcher.
+func Invoke(ctx context.Context, a Action, in Inputs) (Output, error) {
+	checked, err := a.Spec().Check(in)
+	if err != nil {
+		return nil, err
+	}
+	return a.Run(ctx, checked)
+}
+
+// Catalogue holds the declarations of actions, whether or not a client stands behind them:
+// what the playbook loader checks steps against and what `worker actions` prints.
+type Catalogue struct {
+	specs map[string]Spec
+}
+
+// NewCatalogue builds a catalogue and rejects duplicate or empty names.
+func NewCatalogue(specs ...Spec) (*Catalogue, error) {
+	c := &Catalogue{specs: make(map[string]Spec, len(specs))}
+	for _, s := range specs {
+		if err := c.add(s); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+func (c *Catalogue) add(s Spec) error {
+	if s.Name == "" {
+		return fmt.Errorf("register action: empty name")
+	}
+	if _, dup := c.specs[s.Name]; dup {
+		return fmt.Errorf("register action %q: already registered", s.Name)
+	}
+	c.specs[s.Name] = s
+	return nil
+}
+
+// Spec returns the named action's declaration.
+func (c *Catalogue) Spec(name string) (Spec, bool) {
+	s, ok := c.specs[name]
+	return s, ok
+}
+
+// Names lists the actions in order.
+func (c *Catalogue) Names() []string {
+	names := make([]string, 0, len(c.specs))
+	for n := range c.specs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Suggest returns the name closest to an unknown one, or "" when none is close.
+func (c *Catalogue) Suggest(unknown string) string {
+	best, bestDist := "", len(unknown)/2+2
+	for name := range c.specs {
+		d := editDistance(unknown, name)
+		if strings.HasPrefix(name, unknown) {
+			d = min(d, 1)
+		}
+		if d < bestDist || (d == bestDist && name < best) {
+			best, bestDist = name, d
+		}
+	}
+	return best
+}
+
+// Registry maps action names to runnable actions. It is built explicitly by the caller.
 type Registry struct {
+	Catalogue
 	byName map[string]Action
 }
 
 // NewRegistry builds a registry and rejects duplicate or empty names.
 func NewRegistry(as ...Action) (*Registry, error) {
-	r := &Registry{byName: make(map[string]Action, len(as))}
+	r := &Registry{Catalogue: Catalogue{specs: make(map[string]Spec, len(as))}, byName: make(map[string]Action, len(as))}
 	for _, a := range as {
 		if err := r.Add(a); err != nil {
 			return nil, err
@@ -102,14 +201,10 @@ func NewRegistry(as ...Action) (*Registry, error) {
 
 // Add registers one more action.
 func (r *Registry) Add(a Action) error {
-	name := a.Spec().Name
-	if name == "" {
-		return fmt.Errorf("register action: empty name")
+	if err := r.add(a.Spec()); err != nil {
+		return err
 	}
-	if _, dup := r.byName[name]; dup {
-		return fmt.Errorf("register action %q: already registered", name)
-	}
-	r.byName[name] = a
+	r.byName[a.Spec().Name] = a
 	return nil
 }
 
@@ -119,38 +214,13 @@ func (r *Registry) Lookup(name string) (Action, bool) {
 	return a, ok
 }
 
-// Spec returns the named action's declaration.
-func (r *Registry) Spec(name string) (Spec, bool) {
-	a, ok := r.byName[name]
-	if !ok {
-		return Spec{}, false
+// Actions lists the registered actions in name order.
+func (r *Registry) Actions() []Action {
+	as := make([]Action, 0, len(r.byName))
+	for _, n := range r.Names() {
+		as = append(as, r.byName[n])
 	}
-	return a.Spec(), true
-}
-
-// Names lists the registered actions in order.
-func (r *Registry) Names() []string {
-	names := make([]string, 0, len(r.byName))
-	for n := range r.byName {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Suggest returns the registered name closest to an unknown one, or "" when none is close.
-func (r *Registry) Suggest(unknown string) string {
-	best, bestDist := "", len(unknown)/2+2
-	for name := range r.byName {
-		d := editDistance(unknown, name)
-		if strings.HasPrefix(name, unknown) {
-			d = min(d, 1)
-		}
-		if d < bestDist || (d == bestDist && name < best) {
-			best, bestDist = name, d
-		}
-	}
-	return best
+	return as
 }
 
 func editDistance(a, b string) int {

@@ -128,7 +128,7 @@ func TestOutputsFlowToLaterSteps(t *testing.T) {
 	only(t, f.process(t, phishing()))
 
 	if got := f.block.inputs(); len(got) != 1 || !reflect.DeepEqual(got[0], actions.Inputs{
-		"targets": []any{"e1", "e2"},
+		"targets": []string{"e1", "e2"},
 		"reason":  "riposte: state open for alert-1",
 	}) {
 		t.Errorf("block inputs = %v, want targets [e1 e2] (the lookup's x) and the rendered reason", got)
@@ -453,7 +453,7 @@ func TestJournalSkipsSucceededSteps(t *testing.T) {
 		t.Errorf("recalled step = %+v, want the first delivery's result", got)
 	}
 	calls := f.block.inputs()
-	if last := calls[len(calls)-1]; !reflect.DeepEqual(last["targets"], []any{"e1", "e2"}) {
+	if last := calls[len(calls)-1]; !reflect.DeepEqual(last["targets"], []string{"e1", "e2"}) {
 		t.Errorf("block targets %v on the second delivery, want the recorded lookup's [e1 e2]", last["targets"])
 	}
 	if out.Deliveries != 2 {

@@ -66,8 +66,8 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"action", "status"}),
 		actionAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "action_attempts_total",
-			Help: "Calls of an action, by action and result: ok, retryable or permanent.",
-		}, []string{"action", "result"}),
+			Help: "Calls of an action, by action, result (ok, retryable or permanent) and, for a failure, its reason (auth, rate_limited, client, server, timeout, network, invalid_input, bad_response, canceled, unknown; empty for ok).",
+		}, []string{"action", "result", "reason"}),
 		actionDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "action_duration_seconds",
 			Help:    "Time to run one step's action, every attempt and backoff wait included.",
@@ -136,11 +136,11 @@ func (m *Metrics) StepFinished(action, status string) {
 }
 
 // ActionAttempted implements actions.Observer.
-func (m *Metrics) ActionAttempted(action, result string) {
+func (m *Metrics) ActionAttempted(action, result, reason string) {
 	if m == nil {
 		return
 	}
-	m.actionAttempts.WithLabelValues(action, result).Inc()
+	m.actionAttempts.WithLabelValues(action, result, reason).Inc()
 }
 
 // ActionFinished implements actions.Observer.

@@ -21,8 +21,8 @@ func TestCountersMove(t *testing.T) {
 	m.PlaybookFinished("", "unmatched")
 	m.StepFinished("checkpoint.get_event", "reused")
 	m.StepFinished("checkpoint.quarantine_entity", "succeeded")
-	m.ActionAttempted("checkpoint.quarantine_entity", "retryable")
-	m.ActionAttempted("checkpoint.quarantine_entity", "ok")
+	m.ActionAttempted("checkpoint.quarantine_entity", "retryable", "server")
+	m.ActionAttempted("checkpoint.quarantine_entity", "ok", "")
 	m.ActionFinished("checkpoint.quarantine_entity", 1500*time.Millisecond)
 	m.DeadLettered("invalid")
 	m.AlertFinished("dead_lettered", 20*time.Millisecond)
@@ -50,10 +50,10 @@ riposte_outcomes_total{playbook="phishing-quarantine",status="succeeded"} 1
 # TYPE riposte_step_runs_total counter
 riposte_step_runs_total{action="checkpoint.get_event",status="reused"} 1
 riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1
-# HELP riposte_action_attempts_total Calls of an action, by action and result: ok, retryable or permanent.
+# HELP riposte_action_attempts_total Calls of an action, by action, result (ok, retryable or permanent) and, for a failure, its reason (auth, rate_limited, client, server, timeout, network, invalid_input, bad_response, canceled, unknown; empty for ok).
 # TYPE riposte_action_attempts_total counter
-riposte_action_attempts_total{action="checkpoint.quarantine_entity",result="ok"} 1
-riposte_action_attempts_total{action="checkpoint.quarantine_entity",result="retryable"} 1
+riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1
+riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="server",result="retryable"} 1
 `
 	names := []string{
 		"riposte_alerts_finished_total", "riposte_alerts_in_flight", "riposte_alerts_received_total",
@@ -121,7 +121,7 @@ func TestNilRecordsNothingAndDoesNotPanic(t *testing.T) {
 	m.DeadLettered("exhausted")
 	m.PlaybookFinished("p", "failed")
 	m.StepFinished("a", "failed")
-	m.ActionAttempted("a", "permanent")
+	m.ActionAttempted("a", "permanent", "client")
 	m.ActionFinished("a", time.Second)
 }
 

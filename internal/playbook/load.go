@@ -569,10 +569,14 @@ func (p *parser) parseStep(n *yaml.Node, i int, vars map[string]any) *stepDraft 
 }
 
 // parseWith compiles a step's inputs and, when the action is known, checks them against its
-// spec: names, required inputs, and the type and enum of every literal.
+// spec: names, required inputs, the type and limits of every literal, and, when every input is
+// a literal, how they fit together.
 func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnown bool) {
 	s := d.step
 	given := map[string]bool{}
+	before := len(p.problems)
+	literals := actions.Inputs{}
+	allLiteral := true
 	switch {
 	case v == nil || v.Tag == "!!null":
 	case v.Kind != yaml.MappingNode:
@@ -590,6 +594,11 @@ func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnow
 				return
 			}
 			s.with = append(s.with, input{name: k.Value, val: cv.val})
+			if !cv.isLit {
+				allLiteral = false
+			} else {
+				literals[k.Value] = cv.lit
+			}
 			if !actionKnown {
 				return
 			}
@@ -603,7 +612,9 @@ func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnow
 				return
 			}
 			if cv.isLit {
-				if msg := checkLiteral(decl, cv.lit); msg != "" {
+				// The very check the dispatcher runs before each call, so load and run time
+				// never disagree about what an input accepts.
+				if msg := decl.CheckValue(cv.lit); msg != "" {
 					p.addf(val.Line, "%s: %s", d.label, msg)
 				}
 			}
@@ -622,23 +633,11 @@ func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnow
 			p.addf(line, "%s: missing required input %q of %s", d.label, decl.Name, s.Action)
 		}
 	}
-}
-
-// checkLiteral checks a value known at load with the very check the dispatcher runs before each
-// call, so load and run time never disagree about what an input accepts.
-func checkLiteral(decl actions.Input, v any) string {
-	if v == nil {
-		if decl.Required {
-			return fmt.Sprintf("input %q is required; got null", decl.Name)
+	if allLiteral && s.spec.Validate != nil && len(p.problems) == before {
+		if _, err := s.spec.Check(literals); err != nil {
+			p.addf(line, "%s: %s", d.label, strings.TrimPrefix(err.Error(), s.spec.Name+": invalid inputs: "))
 		}
-		return ""
 	}
-	one := actions.Spec{Name: "literal", Inputs: []actions.Input{decl}}
-	err := one.Check(actions.Inputs{decl.Name: v})
-	if err == nil {
-		return ""
-	}
-	return strings.TrimPrefix(err.Error(), one.Name+": invalid inputs: ")
 }
 
 // compiled is one compiled `with` value; lit is its plain Go value when it holds no expression

@@ -2,81 +2,139 @@ package checkpoint
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 )
 
 const vendor = "checkpoint"
 
-// Actions returns the HEC entries of the action catalogue, all served by c.
-func Actions(c *Client) []actions.Action {
+// The environment variables the worker reads for HEC.
+const (
+	EnvBaseURL   = "HEC_BASE_URL"
+	EnvRegion    = "HEC_REGION"
+	EnvClientID  = "HEC_CLIENT_ID"
+	EnvAccessKey = "HEC_ACCESS_KEY"
+	EnvRateLimit = "HEC_RATE_LIMIT"
+)
+
+// Vendor declares HEC to the worker: its variables, its actions, its client and its fake.
+func Vendor() actions.Vendor {
+	return actions.Vendor{
+		Name:  vendor,
+		Title: "Check Point Harmony Email & Collaboration (HEC)",
+		Vars: []actions.Var{
+			{Name: EnvBaseURL, Doc: "the Smart API gateway URL; overrides HEC_REGION",
+				Check: func(v string) error { _, err := vendorhttp.BaseURL("HEC base URL", v); return err }},
+			{Name: EnvRegion, Default: "US", Doc: "the gateway's region when HEC_BASE_URL is unset: US, EU, CA, AP, UK, ME or IN",
+				Check: func(v string) error { _, err := GatewayURL(v); return err }},
+			{Name: EnvClientID, Required: true, Doc: "the API key's client id"},
+			{Name: EnvAccessKey, Required: true, Secret: true, Doc: "the API key's access key"},
+			actions.RateVar(EnvRateLimit, "0"),
+		},
+		RateLimitVar: EnvRateLimit,
+		Specs:        actions.SpecsOf(defs()),
+		Open:         open,
+		Simulate:     simulate,
+	}
+}
+
+func open(s actions.Settings, d actions.Deps) (*actions.Instance, error) {
+	base := s[EnvBaseURL]
+	if base == "" {
+		var err error
+		if base, err = GatewayURL(s[EnvRegion]); err != nil {
+			return nil, err
+		}
+	}
+	c, err := NewClient(Config{
+		BaseURL: base, ClientID: s[EnvClientID], AccessKey: s[EnvAccessKey],
+		HTTPClient: d.HTTP, UserAgent: d.UserAgent,
+	}, d.Log.Named(vendor))
+	if err != nil {
+		return nil, err
+	}
+	return &actions.Instance{Actions: actions.Bind(c, defs())}, nil
+}
+
+// simulate serves a fake HEC that makes up an event for any id it is asked about, so alerts
+// that name events it never saw still run.
+func simulate() (actions.Settings, func(), error) {
+	const id, key = "riposte-simulate", "riposte-simulate-key"
+	f := NewFake(id, key)
+	f.SetSynthesize(true)
+	url, stop := f.Start()
+	return actions.Settings{EnvBaseURL: url, EnvClientID: id, EnvAccessKey: key}, stop, nil
+}
+
+const tasksOutput = "`{\"tasks\": [{\"entityId\", \"taskId\"}]}`: the vendor's task per entity; `taskId` is always text."
+
+func defs() []actions.Def[*Client] {
 	idsInput := actions.Input{
 		Name: "entityIds", Type: actions.StringList, Required: true,
-		Doc: "HEC entity ids to act on (e.g. the email's entity id); one request carries them all",
+		Doc:    "HEC entity ids to act on (e.g. the email's entity id); one request carries them all",
+		Verify: func(v any) error { return vendorhttp.IDs(v.([]string)) },
 	}
 	paramInput := actions.Input{
 		Name: "entityActionParam", Type: actions.String,
 		Doc: "additional parameter of the action, e.g. a reason; empty when none",
 	}
-	return []actions.Action{
-		entityAction(c, "quarantine",
+	return []actions.Def[*Client]{
+		entityAction("quarantine",
 			"Quarantine entities (e.g. emails) in Harmony Email & Collaboration: POST /action/entity with entityActionName quarantine.",
 			idsInput, paramInput),
-		entityAction(c, "restore",
+		entityAction("restore",
 			"Restore quarantined entities in Harmony Email & Collaboration: POST /action/entity with entityActionName restore.",
 			idsInput, paramInput),
-		&action{
-			spec: actions.Spec{
+		{
+			Spec: actions.Spec{
 				Name:   vendor + ".entity_action",
 				Vendor: vendor,
 				Doc:    "Run any HEC entity action (quarantine, restore, dismiss, …) on entities: POST /action/entity.",
 				Inputs: []actions.Input{
 					idsInput,
-					{Name: "entityActionName", Type: actions.String, Required: true, Doc: "the HEC action to run, e.g. quarantine"},
+					{Name: "entityActionName", Type: actions.String, Required: true, Doc: "the HEC action to run, e.g. quarantine",
+						Verify: func(v any) error { return checkActionName(v.(string)) }},
 					paramInput,
 				},
+				Output: tasksOutput,
 				// The action is whatever the playbook names: nothing says repeating it is harmless.
 				Idempotent: false,
 			},
-			run: func(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-				return runEntityAction(ctx, c, vendor+".entity_action", in, in.String("entityActionName"))
+			Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
+				return runEntityAction(ctx, c, in, in.String("entityActionName"))
 			},
 		},
-		&action{
-			spec: actions.Spec{
+		{
+			Spec: actions.Spec{
 				Name:   vendor + ".get_event",
 				Vendor: vendor,
-				Doc:    "Fetch a HEC security event (state, severity, available actions, actions taken): GET /event/{eventId}. The output is the event itself.",
+				Doc:    "Fetch a HEC security event (state, severity, available actions, actions taken): GET /event/{eventId}.",
 				Inputs: []actions.Input{
-					{Name: "eventId", Type: actions.String, Required: true, Doc: "the HEC event id"},
+					{Name: "eventId", Type: actions.String, Required: true, Doc: "the HEC event id",
+						Verify: func(v any) error { return vendorhttp.PathSegment(v.(string)) }},
 				},
+				Output:     "the event itself, as HEC answers it: `state`, `severity`, `entityId`, `availableEventActions`, `actions`, ….",
 				Idempotent: true,
 			},
-			run: func(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-				id := in.String("eventId")
-				if err := checkPathValue(id); err != nil {
-					return nil, invalid(vendor+".get_event", "eventId", err)
-				}
-				return c.GetEvent(ctx, id)
+			Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
+				return c.GetEvent(ctx, in.String("eventId"))
 			},
 		},
-		&action{
-			spec: actions.Spec{
+		{
+			Spec: actions.Spec{
 				Name:   vendor + ".get_exceptions",
 				Vendor: vendor,
-				Doc:    "List one HEC exception list: GET /exceptions/{excType}. Output: {\"exceptions\": [...]}.",
+				Doc:    "List one HEC exception list: GET /exceptions/{excType}.",
 				Inputs: []actions.Input{
-					{Name: "excType", Type: actions.String, Required: true, Doc: "exception type, e.g. whitelist or blacklist"},
+					{Name: "excType", Type: actions.String, Required: true, Doc: "exception type, e.g. whitelist or blacklist",
+						Verify: func(v any) error { return checkExcType(v.(string)) }},
 				},
+				Output:     "`{\"exceptions\": [...]}`: the list's entries as HEC answers them.",
 				Idempotent: true,
 			},
-			run: func(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-				t := in.String("excType")
-				if err := checkExcType(t); err != nil {
-					return nil, invalid(vendor+".get_exceptions", "excType", err)
-				}
-				list, err := c.GetExceptions(ctx, t)
+			Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
+				list, err := c.GetExceptions(ctx, in.String("excType"))
 				if err != nil {
 					return nil, err
 				}
@@ -90,33 +148,26 @@ func Actions(c *Client) []actions.Action {
 	}
 }
 
-// entityAction builds checkpoint.<name>_entity, an entity action with a fixed name.
-func entityAction(c *Client, name, doc string, inputs ...actions.Input) actions.Action {
-	spec := actions.Spec{
-		Name:   vendor + "." + name + "_entity",
-		Vendor: vendor,
-		Doc:    doc,
-		Inputs: inputs,
-		// Quarantine and restore set a state: doing it twice leaves the entity as once.
-		Idempotent: true,
-	}
-	return &action{
-		spec: spec,
-		run: func(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-			return runEntityAction(ctx, c, spec.Name, in, name)
+// entityAction declares checkpoint.<name>_entity, an entity action with a fixed name.
+func entityAction(name, doc string, inputs ...actions.Input) actions.Def[*Client] {
+	return actions.Def[*Client]{
+		Spec: actions.Spec{
+			Name:   vendor + "." + name + "_entity",
+			Vendor: vendor,
+			Doc:    doc,
+			Inputs: inputs,
+			Output: tasksOutput,
+			// Quarantine and restore set a state: doing it twice leaves the entity as once.
+			Idempotent: true,
+		},
+		Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
+			return runEntityAction(ctx, c, in, name)
 		},
 	}
 }
 
-func runEntityAction(ctx context.Context, c *Client, action string, in actions.Inputs, actionName string) (actions.Output, error) {
-	ids := in.StringList("entityIds")
-	if err := checkEntityIDs(ids); err != nil {
-		return nil, invalid(action, "entityIds", err)
-	}
-	if err := checkActionName(actionName); err != nil {
-		return nil, invalid(action, "entityActionName", err)
-	}
-	tasks, err := c.EntityAction(ctx, ids, actionName, in.String("entityActionParam"))
+func runEntityAction(ctx context.Context, c *Client, in actions.Inputs, actionName string) (actions.Output, error) {
+	tasks, err := c.EntityAction(ctx, in.StringList("entityIds"), actionName, in.String("entityActionParam"))
 	if err != nil {
 		return nil, err
 	}
@@ -125,24 +176,4 @@ func runEntityAction(ctx context.Context, c *Client, action string, in actions.I
 		out[i] = map[string]any{"entityId": t.EntityID, "taskId": t.TaskID}
 	}
 	return actions.Output{"tasks": out}, nil
-}
-
-func invalid(action, input string, err error) error {
-	return actions.Permanent(fmt.Errorf("%s: invalid inputs: input %q: %w", action, input, err))
-}
-
-// action is one catalogue entry: its declaration and the call it makes.
-type action struct {
-	spec actions.Spec
-	run  func(ctx context.Context, in actions.Inputs) (actions.Output, error)
-}
-
-func (a *action) Spec() actions.Spec { return a.spec }
-
-// Run checks in against the spec itself: the dispatcher does too, but an action may be called alone.
-func (a *action) Run(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-	if err := a.spec.Check(in); err != nil {
-		return nil, err
-	}
-	return a.run(ctx, in)
 }

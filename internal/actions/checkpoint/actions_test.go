@@ -16,7 +16,7 @@ import (
 
 func actionByName(t *testing.T, c *Client, name string) actions.Action {
 	t.Helper()
-	reg, err := actions.NewRegistry(Actions(c)...)
+	reg, err := actions.NewRegistry(actions.Bind(c, defs())...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,12 +44,11 @@ func TestCatalogueSpecs(t *testing.T) {
 		"checkpoint.get_event":         {[]in{{"eventId", actions.String, true}}, true},
 		"checkpoint.get_exceptions":    {[]in{{"excType", actions.String, true}}, true},
 	}
-	as := Actions(nil)
-	if len(as) != len(want) {
-		t.Fatalf("%d actions, want %d", len(as), len(want))
+	specs := Vendor().Specs
+	if len(specs) != len(want) {
+		t.Fatalf("%d actions, want %d", len(specs), len(want))
 	}
-	for _, a := range as {
-		s := a.Spec()
+	for _, s := range specs {
 		w, ok := want[s.Name]
 		if !ok {
 			t.Errorf("unexpected action %q", s.Name)
@@ -88,7 +87,7 @@ func TestEntityActionsOutput(t *testing.T) {
 		t.Run(tc.action, func(t *testing.T) {
 			t.Parallel()
 			f, base := startFake(t)
-			out, err := actionByName(t, newTestClient(t, base), tc.action).Run(context.Background(), tc.in)
+			out, err := actions.Invoke(context.Background(), actionByName(t, newTestClient(t, base), tc.action), tc.in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +117,7 @@ func TestGetEventAction(t *testing.T) {
 	t.Parallel()
 	f, base := startFake(t)
 	f.AddEvent(map[string]any{"eventId": "7ded0371", "state": "dismissed", "type": "dlp"})
-	out, err := actionByName(t, newTestClient(t, base), "checkpoint.get_event").Run(context.Background(), actions.Inputs{"eventId": "7ded0371"})
+	out, err := actions.Invoke(context.Background(), actionByName(t, newTestClient(t, base), "checkpoint.get_event"), actions.Inputs{"eventId": "7ded0371"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +131,7 @@ func TestGetExceptionsAction(t *testing.T) {
 	t.Parallel()
 	f, base := startFake(t)
 	f.SetExceptions("blacklist", []map[string]any{{"entityId": "1", "senderEmail": "bad@example.com"}})
-	out, err := actionByName(t, newTestClient(t, base), "checkpoint.get_exceptions").Run(context.Background(), actions.Inputs{"excType": "blacklist"})
+	out, err := actions.Invoke(context.Background(), actionByName(t, newTestClient(t, base), "checkpoint.get_exceptions"), actions.Inputs{"excType": "blacklist"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +150,7 @@ func TestActionsRejectBadInputsBeforeAnyRequest(t *testing.T) {
 	}{
 		{"checkpoint.quarantine_entity", actions.Inputs{}, `missing required input "entityIds"`},
 		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": []any{}}, `input "entityIds" must not be empty`},
-		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": []any{"a1", ""}}, `input "entityIds": item 2: must not be empty`},
+		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": []any{"a1", ""}}, `input "entityIds": item 1: must not be empty`},
 		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": []any{"a1", 7}}, `must be a list of strings`},
 		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": "a/1"}, `"a/1" must not contain '/'`},
 		{"checkpoint.quarantine_entity", actions.Inputs{"entityIds": "a1", "entityActionName": "restore"}, `unknown input "entityActionName"`},
@@ -167,7 +166,7 @@ func TestActionsRejectBadInputsBeforeAnyRequest(t *testing.T) {
 		t.Run(tc.action+"/"+tc.want, func(t *testing.T) {
 			t.Parallel()
 			f, base := startFake(t)
-			_, err := actionByName(t, newTestClient(t, base), tc.action).Run(context.Background(), tc.in)
+			_, err := actions.Invoke(context.Background(), actionByName(t, newTestClient(t, base), tc.action), tc.in)
 			if err == nil || !actions.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want permanent containing %q", err, tc.want)
 			}

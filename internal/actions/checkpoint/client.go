@@ -9,14 +9,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -24,20 +21,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 )
 
 const (
 	authPath  = "/auth/external"
 	apiPrefix = "/app/hec-api/v1.0"
 
-	// maxResponseBytes bounds what we read from the vendor; an event is a few kilobytes.
-	maxResponseBytes = 10 << 20
-	defaultTimeout   = 30 * time.Second
 	// defaultTokenLifetime applies when the auth answer states no usable lifetime; a 401 still
 	// triggers a renewal, so guessing short costs one extra auth call at worst.
 	defaultTokenLifetime = 5 * time.Minute
 	credentialsHint      = "check HEC_CLIENT_ID / HEC_ACCESS_KEY"
-	maxRemembered        = 4
 )
 
 // GatewayURL returns the HEC gateway of a region (US, EU, CA, AP, UK, ME, IN; "" means US).
@@ -60,6 +54,7 @@ type Config struct {
 	ClientID     string
 	AccessKey    string
 	HTTPClient   *http.Client
+	UserAgent    string
 	Now          func() time.Time
 	NewRequestID func() string
 }
@@ -75,35 +70,18 @@ type Client struct {
 	base      string
 	clientID  string
 	accessKey string
-	http      *http.Client
+	http      *vendorhttp.Client
 	now       func() time.Time
 	newID     func() string
 	log       *zap.Logger
-
-	mu       sync.Mutex
-	tok      accessToken
-	inflight *tokenFetch
-	// refused remembers tokens the service turned down, so a vendor message echoing one is scrubbed.
-	refused []string
-}
-
-type accessToken struct {
-	value   string
-	renewAt time.Time
-}
-
-type tokenFetch struct {
-	done chan struct{}
-	tok  accessToken
-	err  error
-	// abandoned says the fetching caller's context ended: its error is no answer for the others.
-	abandoned bool
+	tokens    *vendorhttp.CredentialCache
+	redact    *vendorhttp.Redactor
 }
 
 // NewClient checks cfg and returns a client; it makes no request until the first call.
 func NewClient(cfg Config, log *zap.Logger) (*Client, error) {
 	var errs []error
-	base, err := checkBaseURL(cfg.BaseURL)
+	base, err := vendorhttp.BaseURL("HEC base URL", cfg.BaseURL)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -120,13 +98,10 @@ func NewClient(cfg Config, log *zap.Logger) (*Client, error) {
 		base:      base,
 		clientID:  cfg.ClientID,
 		accessKey: cfg.AccessKey,
-		http:      cfg.HTTPClient,
+		http:      vendorhttp.NewClient(cfg.HTTPClient, cfg.UserAgent),
 		now:       cfg.Now,
 		newID:     cfg.NewRequestID,
 		log:       log,
-	}
-	if c.http == nil {
-		c.http = &http.Client{Timeout: defaultTimeout}
 	}
 	if c.now == nil {
 		c.now = time.Now
@@ -137,52 +112,28 @@ func NewClient(cfg Config, log *zap.Logger) (*Client, error) {
 	if c.log == nil {
 		c.log = zap.NewNop()
 	}
+	c.tokens = vendorhttp.NewCredentialCache("HEC access token", "check the API key's permissions and the region", c.requestToken, c.now)
+	c.redact = vendorhttp.NewRedactor([]string{c.accessKey}, c.tokens.Secrets)
 	return c, nil
-}
-
-func checkBaseURL(raw string) (string, error) {
-	raw = strings.TrimSpace(raw)
-	if raw == "" {
-		return "", errors.New("HEC base URL is empty (HEC_BASE_URL or HEC_REGION)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// url.Parse's error quotes the input, which may hold a password.
-		return "", errors.New("HEC base URL is not a valid URL")
-	}
-	if u.User != nil {
-		// Never echo it: the userinfo may hold a password.
-		return "", fmt.Errorf("HEC base URL %q must not carry credentials", u.Redacted())
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return "", fmt.Errorf("HEC base URL %q must be an absolute http or https URL", raw)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", fmt.Errorf("HEC base URL %q must not have a query or fragment", raw)
-	}
-	return strings.TrimRight(raw, "/"), nil
 }
 
 // EntityAction runs one action (quarantine, restore, …) on entities: POST /action/entity.
 // Repeated ids are sent once, as the service wants them unique.
 func (c *Client) EntityAction(ctx context.Context, entityIDs []string, actionName, actionParam string) ([]Task, error) {
-	op := fmt.Sprintf("%s entities %s on HEC", actionName, listForError(entityIDs))
-	if err := checkEntityIDs(entityIDs); err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: invalid entityIds: %w", op, err))
+	op := fmt.Sprintf("%s entities %s on HEC", actionName, vendorhttp.ListForError(entityIDs))
+	if err := vendorhttp.IDs(entityIDs); err != nil {
+		return nil, actions.Invalid(fmt.Errorf("%s: invalid entityIds: %w", op, err))
 	}
 	if err := checkActionName(actionName); err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: invalid entityActionName: %w", op, err))
+		return nil, actions.Invalid(fmt.Errorf("%s: invalid entityActionName: %w", op, err))
 	}
-	ids := dedupe(entityIDs)
-	body, err := json.Marshal(map[string]any{
+	ids := vendorhttp.Dedupe(entityIDs)
+	body := map[string]any{
 		"requestData": map[string]any{
 			"entityIds":         ids,
 			"entityActionName":  []string{actionName},
 			"entityActionParam": []string{actionParam},
 		},
-	})
-	if err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: encode request: %w", op, err))
 	}
 	data, err := c.do(ctx, op, http.MethodPost, "/action/entity", body)
 	if err != nil {
@@ -198,24 +149,24 @@ func (c *Client) EntityAction(ctx context.Context, entityIDs []string, actionNam
 // GetEvent fetches one security event: GET /event/{eventId}.
 func (c *Client) GetEvent(ctx context.Context, eventID string) (map[string]any, error) {
 	op := fmt.Sprintf("get event %q from HEC", eventID)
-	if err := checkPathValue(eventID); err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: invalid eventId: %w", op, err))
+	if err := vendorhttp.PathSegment(eventID); err != nil {
+		return nil, actions.Invalid(fmt.Errorf("%s: invalid eventId: %w", op, err))
 	}
 	data, err := c.do(ctx, op, http.MethodGet, "/event/"+url.PathEscape(eventID), nil)
 	if err != nil {
 		return nil, err
 	}
 	// Documented as an array of events, sampled as one object: take either.
-	switch firstByte(data) {
+	switch vendorhttp.FirstByte(data) {
 	case '{':
 		var ev map[string]any
-		if err := decodeJSON(data, &ev); err != nil {
+		if err := vendorhttp.DecodeJSON(data, &ev); err != nil {
 			return nil, actions.Permanent(fmt.Errorf("%s: unexpected responseData: %w", op, err))
 		}
 		return ev, nil
 	case '[':
 		var evs []map[string]any
-		if err := decodeJSON(data, &evs); err != nil {
+		if err := vendorhttp.DecodeJSON(data, &evs); err != nil {
 			return nil, actions.Permanent(fmt.Errorf("%s: unexpected responseData: %w", op, err))
 		}
 		if len(evs) == 0 || evs[0] == nil {
@@ -232,18 +183,18 @@ func (c *Client) GetEvent(ctx context.Context, eventID string) (map[string]any, 
 func (c *Client) GetExceptions(ctx context.Context, excType string) ([]map[string]any, error) {
 	op := fmt.Sprintf("get %q exceptions from HEC", excType)
 	if err := checkExcType(excType); err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: invalid excType: %w", op, err))
+		return nil, actions.Invalid(fmt.Errorf("%s: invalid excType: %w", op, err))
 	}
 	data, err := c.do(ctx, op, http.MethodGet, "/exceptions/"+url.PathEscape(excType), nil)
 	if err != nil {
 		return nil, err
 	}
-	switch firstByte(data) {
+	switch vendorhttp.FirstByte(data) {
 	case 0, 'n':
 		return []map[string]any{}, nil
 	case '[':
 		var list []map[string]any
-		if err := decodeJSON(data, &list); err != nil {
+		if err := vendorhttp.DecodeJSON(data, &list); err != nil {
 			return nil, actions.Permanent(fmt.Errorf("%s: unexpected responseData: %w", op, err))
 		}
 		return list, nil
@@ -253,66 +204,42 @@ func (c *Client) GetExceptions(ctx context.Context, excType string) ([]map[strin
 
 // do sends one API call and returns its responseData. A refused token is renewed once and the
 // call repeated once, with a fresh request id.
-func (c *Client) do(ctx context.Context, op, method, path string, body []byte) (json.RawMessage, error) {
-	tok, err := c.token(ctx, "")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	data, err := c.send(ctx, op, method, path, body, tok)
-	var unauth *actions.UnauthorizedError
-	if !errors.As(err, &unauth) {
-		return data, err
-	}
-	c.log.Info("HEC refused the access token, renewing it", zap.String("op", op))
-	tok, err = c.token(ctx, tok)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
-	}
-	data, err = c.send(ctx, op, method, path, body, tok)
-	if errors.As(err, &unauth) {
-		c.forget(tok)
-		// A token issued a moment ago was refused: retrying will not change that.
-		return nil, actions.Permanent(fmt.Errorf("%w (a freshly issued token was refused too; check the API key's permissions and the region)", err))
-	}
-	return data, err
+func (c *Client) do(ctx context.Context, op, method, path string, body any) (json.RawMessage, error) {
+	return vendorhttp.WithCredential(ctx, c.tokens, op, func(ctx context.Context, tok string) (json.RawMessage, error) {
+		return c.send(ctx, op, method, path, body, tok)
+	})
 }
 
-func (c *Client) send(ctx context.Context, op, method, path string, body []byte, tok string) (json.RawMessage, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+apiPrefix+path, rd)
-	if err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: build request: %w", op, err))
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("x-av-req-id", c.newID())
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
+func (c *Client) send(ctx context.Context, op, method, path string, body any, tok string) (json.RawMessage, error) {
+	req, err := vendorhttp.NewJSONRequest(method, c.base+apiPrefix+path, body)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	defer resp.Body.Close()
-	raw, err := readBody(resp.Body)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	reqID := c.newID()
+	req.Header.Set("x-av-req-id", reqID)
+	resp, err := c.http.Do(ctx, op, req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read HTTP %d response: %w", op, resp.StatusCode, err)
+		return nil, err
 	}
-	return c.result(op, resp, raw)
+	data, err := c.result(op, resp)
+	if err != nil {
+		// HEC's support traces a call by the id it was sent with.
+		return nil, withRequestID(err, reqID)
+	}
+	return data, nil
 }
 
 // result turns one API answer into responseData or a classed error.
-func (c *Client) result(op string, resp *http.Response, body []byte) (json.RawMessage, error) {
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, actions.ClassifyHTTP(op, resp.StatusCode, resp.Header, c.scrub(vendorMessage(body)), c.now())
+func (c *Client) result(op string, resp *vendorhttp.Response) (json.RawMessage, error) {
+	body := resp.Body
+	if resp.Status < 200 || resp.Status > 299 {
+		return nil, actions.ClassifyHTTP(op, resp.Status, resp.Header, c.redact.Scrub(vendorMessage(body)), c.now())
 	}
-	if firstByte(body) == '[' {
+	if vendorhttp.FirstByte(body) == '[' {
 		// The exceptions document's "Response Structure" is a bare array; its sample is an envelope.
 		if !json.Valid(body) {
-			return nil, fmt.Errorf("%s: invalid JSON in HTTP %d response: %s", op, resp.StatusCode, c.scrub(actions.Snippet(body)))
+			return nil, actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: invalid JSON in HTTP %d response: %s", op, resp.Status, c.redact.Scrub(actions.Snippet(body))))
 		}
 		return body, nil
 	}
@@ -320,108 +247,46 @@ func (c *Client) result(op string, resp *http.Response, body []byte) (json.RawMe
 		Envelope map[string]any  `json:"responseEnvelope"`
 		Data     json.RawMessage `json:"responseData"`
 	}
-	if err := decodeJSON(body, &r); err != nil {
+	if err := vendorhttp.DecodeJSON(body, &r); err != nil {
 		// Something between us and the service answered (a proxy page, a cut body): try again later.
-		return nil, fmt.Errorf("%s: invalid JSON in HTTP %d response (%v): %s", op, resp.StatusCode, err, c.scrub(actions.Snippet(body)))
+		return nil, actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: invalid JSON in HTTP %d response (%v): %s", op, resp.Status, err, c.redact.Scrub(actions.Snippet(body))))
 	}
 	if r.Envelope == nil {
-		return nil, fmt.Errorf("%s: HTTP %d response has no responseEnvelope: %s", op, resp.StatusCode, c.scrub(actions.Snippet(body)))
+		return nil, actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: HTTP %d response has no responseEnvelope: %s", op, resp.Status, c.redact.Scrub(actions.Snippet(body))))
 	}
 	code, err := responseCode(r.Envelope["responseCode"])
 	if err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: %w", op, err))
+		return nil, actions.Permanent(actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: %w", op, err)))
 	}
 	if code == 0 || (code >= 200 && code <= 299) {
 		return r.Data, nil
 	}
-	msg := c.scrub(envelopeMessage(r.Envelope))
+	msg := c.redact.Scrub(envelopeMessage(r.Envelope))
 	if code >= 400 && code <= 599 {
 		return nil, actions.ClassifyHTTP(op, int(code), resp.Header, msg, c.now())
 	}
-	return nil, actions.Permanent(fmt.Errorf("%s: HEC response code %d: %s", op, code, msg))
+	return nil, actions.Permanent(actions.WithReason(actions.ReasonClient, fmt.Errorf("%s: HEC response code %d: %s", op, code, msg)))
 }
 
-// token returns a usable access token. refused, when set, is a token the service just turned
-// down: it is not handed out again. Concurrent callers share one fetch; the fetch runs under the
-// context of the caller that started it, and if that context ends first the others try again
-// under their own rather than inherit its cancellation.
-func (c *Client) token(ctx context.Context, refused string) (string, error) {
-	for {
-		c.mu.Lock()
-		if refused != "" && !slices.Contains(c.refused, refused) {
-			// A few are enough: a token the service refused is not handed out again anyway.
-			c.refused = append(c.refused[max(0, len(c.refused)-(maxRemembered-1)):], refused)
-		}
-		if c.tok.value != "" && c.tok.value != refused && c.now().Before(c.tok.renewAt) {
-			v := c.tok.value
-			c.mu.Unlock()
-			return v, nil
-		}
-		if f := c.inflight; f != nil {
-			c.mu.Unlock()
-			select {
-			case <-f.done:
-			case <-ctx.Done():
-				return "", fmt.Errorf("wait for HEC access token: %w", ctx.Err())
-			}
-			if f.abandoned {
-				continue
-			}
-			if f.err != nil {
-				return "", f.err
-			}
-			return f.tok.value, nil
-		}
-		f := &tokenFetch{done: make(chan struct{})}
-		c.inflight = f
-		c.mu.Unlock()
-
-		f.tok, f.err = c.requestToken(ctx)
-		f.abandoned = f.err != nil && ctx.Err() != nil
-		c.mu.Lock()
-		if f.err == nil {
-			c.tok = f.tok
-		}
-		c.inflight = nil
-		c.mu.Unlock()
-		close(f.done)
-		if f.err != nil {
-			return "", f.err
-		}
-		return f.tok.value, nil
-	}
-}
-
-func (c *Client) requestToken(ctx context.Context) (accessToken, error) {
+func (c *Client) requestToken(ctx context.Context) (vendorhttp.Credential, error) {
 	const op = "get HEC access token"
-	body, err := json.Marshal(map[string]string{"clientId": c.clientID, "accessKey": c.accessKey})
+	req, err := vendorhttp.NewJSONRequest(http.MethodPost, c.base+authPath, map[string]string{"clientId": c.clientID, "accessKey": c.accessKey})
 	if err != nil {
-		return accessToken{}, actions.Permanent(fmt.Errorf("%s: encode request: %w", op, err))
+		return vendorhttp.Credential{}, fmt.Errorf("%s: %w", op, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+authPath, bytes.NewReader(body))
-	if err != nil {
-		return accessToken{}, actions.Permanent(fmt.Errorf("%s: build request: %w", op, err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
 	issued := c.now()
-	resp, err := c.http.Do(req)
+	resp, err := c.http.Do(ctx, op, req)
 	if err != nil {
-		return accessToken{}, fmt.Errorf("%s: %w", op, err)
+		return vendorhttp.Credential{}, err
 	}
-	defer resp.Body.Close()
-	raw, err := readBody(resp.Body)
-	if err != nil {
-		return accessToken{}, fmt.Errorf("%s: read HTTP %d response: %w", op, resp.StatusCode, err)
-	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		msg := c.scrub(vendorMessage(raw))
-		return accessToken{}, actions.Permanent(&actions.HTTPStatusError{
-			Op: op, Status: resp.StatusCode, Message: strings.TrimSpace(msg + " (" + credentialsHint + ")"),
+	if resp.Status == http.StatusUnauthorized || resp.Status == http.StatusForbidden {
+		msg := c.redact.Scrub(vendorMessage(resp.Body))
+		return vendorhttp.Credential{}, actions.Permanent(&actions.HTTPStatusError{
+			Op: op, Status: resp.Status, Message: strings.TrimSpace(msg + " (" + credentialsHint + ")"),
 		})
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return accessToken{}, actions.ClassifyHTTP(op, resp.StatusCode, resp.Header, c.scrub(vendorMessage(raw)), c.now())
+	if resp.Status < 200 || resp.Status > 299 {
+		return vendorhttp.Credential{}, actions.ClassifyHTTP(op, resp.Status, resp.Header, c.redact.Scrub(vendorMessage(resp.Body)), c.now())
 	}
 	var r struct {
 		Success bool   `json:"success"`
@@ -432,25 +297,26 @@ func (c *Client) requestToken(ctx context.Context) (accessToken, error) {
 			ExpiresIn any    `json:"expiresIn"`
 		} `json:"data"`
 	}
-	if err := decodeJSON(raw, &r); err != nil {
+	if err := vendorhttp.DecodeJSON(resp.Body, &r); err != nil {
 		// Not the JSON of the body: it may hold the token.
-		return accessToken{}, fmt.Errorf("%s: invalid JSON in HTTP %d response: %v", op, resp.StatusCode, jsonErrorKind(err))
+		return vendorhttp.Credential{}, actions.WithReason(actions.ReasonBadResponse,
+			fmt.Errorf("%s: invalid JSON in HTTP %d response: %v", op, resp.Status, vendorhttp.JSONErrorKind(err)))
 	}
 	if !r.Success {
-		msg := c.scrub(r.Message)
+		msg := c.redact.Scrub(r.Message)
 		if msg == "" {
 			msg = "success is false"
 		}
-		return accessToken{}, actions.Permanent(fmt.Errorf("%s: refused: %s (%s)", op, msg, credentialsHint))
+		return vendorhttp.Credential{}, actions.Permanent(actions.WithReason(actions.ReasonAuth, fmt.Errorf("%s: refused: %s (%s)", op, msg, credentialsHint)))
 	}
 	if r.Data.Token == "" {
-		return accessToken{}, fmt.Errorf("%s: HTTP %d response has no token", op, resp.StatusCode)
+		return vendorhttp.Credential{}, actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: HTTP %d response has no token", op, resp.Status))
 	}
 	lifetime := tokenLifetime(r.Data.ExpiresIn, r.Data.Expires, issued)
 	// Renew a little early so a call never carries a token that dies in flight.
 	margin := min(time.Minute, lifetime/10)
 	c.log.Debug("HEC access token issued", zap.Duration("lifetime", lifetime))
-	return accessToken{value: r.Data.Token, renewAt: issued.Add(lifetime - margin)}, nil
+	return vendorhttp.Credential{Value: r.Data.Token, RenewAt: issued.Add(lifetime - margin)}, nil
 }
 
 // tokenLifetime reads expiresIn (seconds, a number or a numeric string), else expires (a time or
@@ -490,40 +356,6 @@ func number(v any) (float64, bool) {
 	return 0, false
 }
 
-// forget drops a token the service refused even fresh, so the next call fetches another.
-func (c *Client) forget(tok string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tok.value == tok {
-		c.tok = accessToken{}
-	}
-}
-
-// scrub removes the access key and any token we hold from text the vendor sent back: a message
-// that echoes the request must not carry a secret into logs or outcomes.
-func (c *Client) scrub(s string) string {
-	c.mu.Lock()
-	secrets := append([]string{c.accessKey, c.tok.value}, c.refused...)
-	c.mu.Unlock()
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	return s
-}
-
-func readBody(r io.Reader) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(r, maxResponseBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(raw) > maxResponseBytes {
-		return nil, fmt.Errorf("response larger than %d bytes", maxResponseBytes)
-	}
-	return raw, nil
-}
-
 // vendorMessage extracts the service's own words from an error body: the envelope's text, an
 // auth-style message, or else a short excerpt.
 func vendorMessage(body []byte) string {
@@ -532,7 +364,7 @@ func vendorMessage(body []byte) string {
 		Message  any            `json:"message"`
 		Error    any            `json:"error"`
 	}
-	if firstByte(body) == '{' && decodeJSON(body, &r) == nil {
+	if vendorhttp.FirstByte(body) == '{' && vendorhttp.DecodeJSON(body, &r) == nil {
 		if r.Envelope != nil {
 			if msg := envelopeMessage(r.Envelope); msg != "" {
 				return msg
@@ -590,7 +422,7 @@ func decodeTasks(data json.RawMessage) ([]Task, error) {
 		EntityID json.RawMessage `json:"entityId"`
 		TaskID   json.RawMessage `json:"taskId"`
 	}
-	switch firstByte(data) {
+	switch vendorhttp.FirstByte(data) {
 	case 0, 'n':
 		return []Task{}, nil
 	case '{':
@@ -618,7 +450,7 @@ func decodeTasks(data json.RawMessage) ([]Task, error) {
 // round trip would turn 123445311234 into 1.23445311234e+11 and lose digits past 2^53.
 func idText(raw json.RawMessage) (string, error) {
 	raw = bytes.TrimSpace(raw)
-	switch firstByte(raw) {
+	switch vendorhttp.FirstByte(raw) {
 	case 0, 'n':
 		return "", nil
 	case '"':
@@ -641,75 +473,6 @@ func idText(raw json.RawMessage) (string, error) {
 		return f.Text('f', 0), nil
 	}
 	return lit, nil
-}
-
-func decodeJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("unexpected data after the JSON value")
-	}
-	return nil
-}
-
-// jsonErrorKind describes a decoding error without quoting the input it failed on.
-func jsonErrorKind(err error) string {
-	var syn *json.SyntaxError
-	if errors.As(err, &syn) {
-		return fmt.Sprintf("syntax error at offset %d", syn.Offset)
-	}
-	var typ *json.UnmarshalTypeError
-	if errors.As(err, &typ) {
-		return fmt.Sprintf("field %q has the wrong type", typ.Field)
-	}
-	return "malformed"
-}
-
-func firstByte(b []byte) byte {
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 {
-		return 0
-	}
-	return b[0]
-}
-
-func checkEntityIDs(ids []string) error {
-	if len(ids) == 0 {
-		return errors.New("must not be empty")
-	}
-	for i, id := range ids {
-		if err := checkID(id); err != nil {
-			return fmt.Errorf("item %d: %w", i+1, err)
-		}
-	}
-	return nil
-}
-
-// checkID rejects values that are surely a rendering mistake rather than a vendor id.
-func checkID(id string) error {
-	switch {
-	case strings.TrimSpace(id) == "":
-		return errors.New("must not be empty")
-	case strings.ContainsRune(id, '/'):
-		return fmt.Errorf("%q must not contain '/'", id)
-	case strings.IndexFunc(id, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0:
-		return fmt.Errorf("%q must not contain whitespace or control characters", id)
-	}
-	return nil
-}
-
-// checkPathValue is checkID for a value that becomes a path segment.
-func checkPathValue(v string) error {
-	if err := checkID(v); err != nil {
-		return err
-	}
-	if v == "." || v == ".." || strings.ContainsRune(v, '\\') {
-		return fmt.Errorf("%q is not a usable path segment", v)
-	}
-	return nil
 }
 
 func checkActionName(name string) error {
@@ -736,23 +499,15 @@ func checkExcType(t string) error {
 	return nil
 }
 
-func dedupe(ids []string) []string {
-	seen := make(map[string]bool, len(ids))
-	out := make([]string, 0, len(ids))
-	for _, id := range ids {
-		if !seen[id] {
-			seen[id] = true
-			out = append(out, id)
-		}
-	}
-	return out
+// requestIDError carries the x-av-req-id of the call that failed, for HEC's support.
+type requestIDError struct {
+	err   error
+	reqID string
 }
 
-// listForError shows the ids as [a1 b2], shortened when a playbook sends many.
-func listForError(ids []string) string {
-	const show = 5
-	if len(ids) <= show {
-		return fmt.Sprint(ids)
-	}
-	return fmt.Sprintf("%v… (%d in all)", ids[:show], len(ids))
+func (e *requestIDError) Error() string { return fmt.Sprintf("%s (x-av-req-id %s)", e.err, e.reqID) }
+func (e *requestIDError) Unwrap() error { return e.err }
+
+func withRequestID(err error, reqID string) error {
+	return &requestIDError{err: err, reqID: reqID}
 }

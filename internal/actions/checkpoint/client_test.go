@@ -305,7 +305,7 @@ func TestVendorErrors(t *testing.T) {
 		},
 		{
 			name:      "envelope code under HTTP 200 spelled responseTest",
-			failure:   Failure{Status: 200, Code: 422, Message: "Entity not found", TestSpelling: true},
+			failure:   Failure{Status: 200, Code: 422, Message: "Entity not found", AltSpelling: true},
 			wantMsg:   "quarantine entities [a1 b2] on HEC: HTTP 422: Entity not found",
 			permanent: true,
 		},
@@ -552,7 +552,7 @@ func TestInvalidInputMakesNoRequest(t *testing.T) {
 		{"empty id", func(c *Client) error {
 			_, err := c.EntityAction(context.Background(), []string{"a1", " "}, "quarantine", "")
 			return err
-		}, "item 2: must not be empty"},
+		}, "item 1: must not be empty"},
 		{"id with slash", func(c *Client) error {
 			_, err := c.EntityAction(context.Background(), []string{"a/1"}, "quarantine", "")
 			return err
@@ -732,7 +732,7 @@ func TestNoSecretsInErrors(t *testing.T) {
 	for _, fl := range []Failure{
 		{Status: 400, Message: echo},
 		{Status: 401, Message: echo},
-		{Status: 200, Code: 422, Message: echo, TestSpelling: true},
+		{Status: 200, Code: 422, Message: echo, AltSpelling: true},
 		{Status: 500, Message: echo},
 	} {
 		f.FailNextWith("/exceptions/", 2, fl)

@@ -1,14 +1,10 @@
 package checkpoint
 
 import (
-	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
-	"mime"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -17,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 )
 
 // fakeFirstTaskID is the taskId of the documents' sample, so the first task looks familiar.
@@ -40,6 +36,7 @@ func knownFakeAction(name string) bool {
 // is the status and whose responseText says what is wrong. Unit tests, `worker demo` and
 // `--simulate` all use it. It is safe for concurrent use.
 type Fake struct {
+	vendorhttp.FakeKit
 	clientID, accessKey string
 
 	mu             sync.Mutex
@@ -51,24 +48,16 @@ type Fake struct {
 
 	tokens      map[string]time.Time // token → expiry
 	reqIDs      map[string]bool
-	requests    []Recorded
 	authCount   int
 	nextTaskID  int64
 	tasks       []FakeTask
 	entityState map[string]string
 	events      map[string]map[string]any
 	exceptions  map[string][]map[string]any
-	failures    []*pendingFailure
 }
 
 // Recorded is one API request the fake received (auth requests are only counted: AuthCount).
-type Recorded struct {
-	Method string
-	Path   string // the URL path, unescaped
-	Header http.Header
-	Body   []byte
-	Time   time.Time
-}
+type Recorded = vendorhttp.Recorded
 
 // FakeTask is one entity action the fake accepted.
 type FakeTask struct {
@@ -79,21 +68,10 @@ type FakeTask struct {
 	Time     time.Time
 }
 
-// Failure is an answer to inject instead of the normal one (see FailNextWith).
-type Failure struct {
-	Status     int    // HTTP status
-	Code       int    // the envelope's responseCode; 0 means Status (set it with Status 200 for an error under HTTP 200)
-	Message    string // the envelope's text
-	RetryAfter string // Retry-After header, if set
-	// TestSpelling puts Message under "responseTest", as some of the documents spell it.
-	TestSpelling bool
-}
-
-type pendingFailure struct {
-	path string
-	left int
-	Failure
-}
+// Failure is an answer to inject instead of the normal one (see FailNextWith). Code is the
+// envelope's responseCode (nil means Status; set it with Status 200 for an error under HTTP
+// 200); AltSpelling puts Message under "responseTest", as some of the documents spell it.
+type Failure = vendorhttp.Failure
 
 // NewFake returns a fake that accepts only the given credentials. Tokens live 30 minutes,
 // taskIds are strings, events are answered as one object, and the whitelist and blacklist
@@ -195,14 +173,10 @@ func (f *Fake) FailNext(path string, n, status int, message string) {
 	f.FailNextWith(path, n, Failure{Status: status, Message: message})
 }
 
-// FailNextWith is FailNext with every detail of the answer chosen.
+// FailNextWith is FailNext with every detail of the answer chosen; n < 0 fails every request
+// until ClearFailures.
 func (f *Fake) FailNextWith(path string, n int, fl Failure) {
-	if n <= 0 {
-		return
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failures = append(f.failures, &pendingFailure{path: path, left: n, Failure: fl})
+	f.Inject(path, n, fl)
 }
 
 // ExpireTokens invalidates every token issued so far: the next API call gets a 401.
@@ -210,17 +184,6 @@ func (f *Fake) ExpireTokens() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.tokens)
-}
-
-// Requests returns the API requests received so far, in order, including rejected ones.
-func (f *Fake) Requests() []Recorded {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make([]Recorded, len(f.requests))
-	for i, r := range f.requests {
-		out[i] = Recorded{Method: r.Method, Path: r.Path, Header: r.Header.Clone(), Body: slices.Clone(r.Body), Time: r.Time}
-	}
-	return out
 }
 
 // AuthCount is the number of POST /auth/external requests received, whatever their outcome.
@@ -257,19 +220,22 @@ func (f *Fake) Event(id string) (map[string]any, bool) {
 
 // reply is an answer computed under the lock and written after it.
 type reply struct {
-	status int
-	header http.Header
-	body   any
+	status    int
+	header    http.Header
+	body      any
+	hold      *Failure // an injected failure whose Delay holds the answer back
+	malformed bool
 }
 
 func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
+	body, err := vendorhttp.ReadBody(r.Body, 1<<20)
 	var rep reply
 	switch {
 	case err != nil:
-		rep = errorReply("", http.StatusBadRequest, "cannot read the request body")
-	case len(body) > 1<<20:
-		rep = errorReply("", http.StatusRequestEntityTooLarge, "request body larger than 1 MiB")
+		rep = errorReply("", http.StatusRequestEntityTooLarge, "request body unreadable or larger than 1 MiB")
+	case !f.Admit(time.Now()):
+		rep = errorReply("", http.StatusTooManyRequests, "too many requests")
+		rep.header = http.Header{"Retry-After": {"1"}}
 	case r.URL.Path == authPath:
 		rep = f.serveAuth(r, body)
 	case strings.HasPrefix(r.URL.Path, apiPrefix+"/"):
@@ -277,12 +243,14 @@ func (f *Fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		rep = errorReply("", http.StatusNotFound, fmt.Sprintf("no such endpoint %q", r.URL.Path))
 	}
-	for k, v := range rep.header {
-		w.Header()[k] = v
+	if rep.hold != nil && !rep.hold.Hold(r.Context()) {
+		return // the client gave up on a hanging vendor
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(rep.status)
-	_ = json.NewEncoder(w).Encode(rep.body)
+	if rep.malformed {
+		vendorhttp.WriteMalformed(w, rep.status)
+		return
+	}
+	vendorhttp.WriteJSON(w, rep.status, rep.header, rep.body)
 }
 
 func (f *Fake) serveAuth(r *http.Request, body []byte) reply {
@@ -295,23 +263,22 @@ func (f *Fake) serveAuth(r *http.Request, body []byte) reply {
 	if r.Method != http.MethodPost {
 		return refuse(http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; use POST", r.Method, authPath))
 	}
-	if fl := f.takeFailure(r.URL.Path); fl != nil {
-		rep := refuse(fl.Status, fl.Message)
+	if fl, ok := f.Take(r.URL.Path); ok {
+		rep := refuse(statusOf(fl), fl.Message)
 		if fl.RetryAfter != "" {
 			rep.header = http.Header{"Retry-After": {fl.RetryAfter}}
 		}
+		rep.hold, rep.malformed = &fl, fl.Malformed
 		return rep
 	}
-	if msg := checkJSONContentType(r); msg != "" {
+	if msg := vendorhttp.CheckJSONContentType(r); msg != "" {
 		return refuse(http.StatusUnsupportedMediaType, msg)
 	}
 	var creds struct {
 		ClientID  *string `json:"clientId"`
 		AccessKey *string `json:"accessKey"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&creds); err != nil {
+	if err := vendorhttp.DecodeJSONStrict(body, &creds); err != nil {
 		return refuse(http.StatusBadRequest, "body must be a JSON object with clientId and accessKey: "+err.Error())
 	}
 	if creds.ClientID == nil || creds.AccessKey == nil {
@@ -321,7 +288,7 @@ func (f *Fake) serveAuth(r *http.Request, body []byte) reply {
 		return refuse(http.StatusUnauthorized, "authentication failed: unknown clientId or wrong accessKey")
 	}
 	now := f.now()
-	token, csrf := randomHex(32), randomHex(16)
+	token, csrf := vendorhttp.RandomHex(32), vendorhttp.RandomHex(16)
 	f.tokens[token] = now.Add(f.tokenLifetime)
 	return reply{status: http.StatusOK, body: map[string]any{
 		"success": true,
@@ -338,15 +305,13 @@ func (f *Fake) serveAPI(r *http.Request, body []byte) reply {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := f.now()
-	f.requests = append(f.requests, Recorded{
-		Method: r.Method, Path: r.URL.Path, Header: r.Header.Clone(), Body: body, Time: now,
-	})
+	f.Record(r, r.URL.Path, body, now)
 
 	reqID := r.Header.Get("x-av-req-id")
 	switch {
 	case reqID == "":
 		return errorReply("", http.StatusBadRequest, "missing x-av-req-id header: send a fresh UUID with every request")
-	case !isUUID(reqID):
+	case !vendorhttp.IsUUID(reqID):
 		return errorReply("", http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q is not a UUID", reqID))
 	case f.reqIDs[reqID]:
 		return errorReply(reqID, http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q was already used: send a fresh UUID with every request", reqID))
@@ -356,10 +321,10 @@ func (f *Fake) serveAPI(r *http.Request, body []byte) reply {
 	if msg := f.checkBearer(r.Header.Get("Authorization"), now); msg != "" {
 		return errorReply(reqID, http.StatusUnauthorized, msg)
 	}
-	if fl := f.takeFailure(r.URL.Path); fl != nil {
-		return failureReply(reqID, fl)
+	if fl, ok := f.Take(r.URL.Path); ok {
+		return failureReply(reqID, &fl)
 	}
-	if a := r.Header.Get("Accept"); a != "" && !acceptsJSON(a) {
+	if a := r.Header.Get("Accept"); a != "" && !vendorhttp.AcceptsJSON(a) {
 		return errorReply(reqID, http.StatusNotAcceptable, fmt.Sprintf("Accept %q does not allow application/json", a))
 	}
 
@@ -413,31 +378,17 @@ func (f *Fake) checkBearer(h string, now time.Time) string {
 	return ""
 }
 
-func (f *Fake) takeFailure(path string) *Failure {
-	for i, p := range f.failures {
-		if strings.Contains(path, p.path) {
-			p.left--
-			if p.left <= 0 {
-				f.failures = slices.Delete(f.failures, i, i+1)
-			}
-			fl := p.Failure
-			return &fl
-		}
-	}
-	return nil
-}
-
 // entityAction checks the body field by field, as the document's body (not its parameter table,
 // which names eventActionName/eventActionParam) describes it.
 func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time.Time) reply {
 	bad := func(format string, args ...any) reply {
 		return errorReply(reqID, http.StatusBadRequest, fmt.Sprintf(format, args...))
 	}
-	if msg := checkJSONContentType(r); msg != "" {
+	if msg := vendorhttp.CheckJSONContentType(r); msg != "" {
 		return errorReply(reqID, http.StatusUnsupportedMediaType, msg)
 	}
 	var top map[string]json.RawMessage
-	if err := strictUnmarshal(body, &top); err != nil {
+	if err := vendorhttp.DecodeJSON(body, &top); err != nil {
 		return bad("body is not a JSON object: %v", err)
 	}
 	for k := range top {
@@ -450,7 +401,7 @@ func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time
 		return bad("missing requestData")
 	}
 	var rd map[string]json.RawMessage
-	if err := strictUnmarshal(raw, &rd); err != nil || rd == nil {
+	if err := vendorhttp.DecodeJSON(raw, &rd); err != nil || rd == nil {
 		return bad("requestData must be an object")
 	}
 	for k := range rd {
@@ -507,6 +458,7 @@ func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time
 		t := FakeTask{ID: f.nextTaskID, EntityID: id, Action: name, Param: param, Time: now}
 		f.nextTaskID++
 		f.tasks = append(f.tasks, t)
+		f.AddEffect(name, id)
 		f.apply(t)
 		var taskID any = strconv.FormatInt(t.ID, 10)
 		if f.numericTaskIDs {
@@ -616,7 +568,7 @@ func synthesizedEvent(id string, now time.Time) map[string]any {
 	}
 }
 
-func envelope(reqID string, code int, textKey, text string, records int) map[string]any {
+func envelope(reqID string, code any, textKey, text string, records int) map[string]any {
 	return map[string]any{
 		"requestId":          reqID,
 		"responseCode":       code,
@@ -636,49 +588,36 @@ func errorReply(reqID string, status int, msg string) reply {
 }
 
 func failureReply(reqID string, fl *Failure) reply {
-	code, key := fl.Code, "responseText"
-	if code == 0 {
-		code = fl.Status
+	status := statusOf(*fl)
+	var code any = fl.Code
+	if code == nil {
+		code = status
 	}
-	if fl.TestSpelling {
+	key := "responseText"
+	if fl.AltSpelling {
 		key = "responseTest"
 	}
-	rep := reply{status: fl.Status, body: map[string]any{
+	rep := reply{status: status, body: map[string]any{
 		"responseEnvelope": envelope(reqID, code, key, fl.Message, 0),
 		"responseData":     []any{},
-	}}
+	}, hold: fl, malformed: fl.Malformed}
 	if fl.RetryAfter != "" {
 		rep.header = http.Header{"Retry-After": {fl.RetryAfter}}
 	}
 	return rep
 }
 
+func statusOf(fl Failure) int {
+	if fl.Status == 0 {
+		return http.StatusOK
+	}
+	return fl.Status
+}
+
 func methodNotAllowed(reqID, got, want string) reply {
 	rep := errorReply(reqID, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed; use %s", got, want))
 	rep.header = http.Header{"Allow": {want}}
 	return rep
-}
-
-func checkJSONContentType(r *http.Request) string {
-	ct := r.Header.Get("Content-Type")
-	if ct == "" {
-		return "missing Content-Type: send application/json"
-	}
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "application/json" {
-		return fmt.Sprintf("Content-Type %q is not application/json", ct)
-	}
-	return ""
-}
-
-func acceptsJSON(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, err := mime.ParseMediaType(strings.TrimSpace(part))
-		if err == nil && (mt == "application/json" || mt == "application/*" || mt == "*/*") {
-			return true
-		}
-	}
-	return false
 }
 
 // stringArray reads requestData[key] as an array of strings; a plain string is refused, as the
@@ -692,7 +631,7 @@ func stringArray(rd map[string]json.RawMessage, key string, required bool) ([]st
 		return nil, ""
 	}
 	var items []any
-	if err := strictUnmarshal(raw, &items); err != nil || items == nil {
+	if err := vendorhttp.DecodeJSON(raw, &items); err != nil || items == nil {
 		return nil, fmt.Sprintf("requestData.%s must be an array of strings, got %s", key, strings.TrimSpace(string(raw)))
 	}
 	out := make([]string, len(items))
@@ -706,61 +645,8 @@ func stringArray(rd map[string]json.RawMessage, key string, required bool) ([]st
 	return out, ""
 }
 
-func strictUnmarshal(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("unexpected data after the JSON value")
-	}
-	return nil
-}
-
-// isUUID accepts only the canonical 36-character form the documents show.
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	_, err := uuid.Parse(s)
-	return err == nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// deepCopy copies a JSON-like value so callers and handlers never share maps.
+// deepCopy copies an event or an exception so callers and handlers never share maps.
 func deepCopy(m map[string]any) map[string]any {
-	out, _ := copyValue(m).(map[string]any)
+	out, _ := vendorhttp.CopyJSON(m).(map[string]any)
 	return out
-}
-
-func copyValue(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			out[k] = copyValue(e)
-		}
-		return out
-	case []any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = copyValue(e)
-		}
-		return out
-	case []map[string]any:
-		out := make([]any, len(t))
-		for i, e := range t {
-			out[i] = copyValue(e)
-		}
-		return out
-	case []string:
-		return slices.Clone(t)
-	}
-	return v
 }

@@ -32,6 +32,19 @@ type Action struct {
 // New returns an unbound action; its Spec is usable at once, for checking playbooks.
 func New() *Action { return &Action{spec: spec()} }
 
+// Vendor declares nats.publish like any vendor: it reads no variables, and it runs for real
+// under --simulate, on the worker's own connection, which the worker binds once connected.
+func Vendor() actions.Vendor {
+	return actions.Vendor{
+		Name:  "nats",
+		Title: "NATS",
+		Specs: []actions.Spec{spec()},
+		Open: func(actions.Settings, actions.Deps) (*actions.Instance, error) {
+			return &actions.Instance{Actions: []actions.Action{New()}}, nil
+		},
+	}
+}
+
 // Bind gives the action the connection to publish on.
 func (a *Action) Bind(nc *nats.Conn) error {
 	js, err := jetstream.New(nc)
@@ -53,26 +66,23 @@ func spec() actions.Spec {
 		Vendor: "nats",
 		Doc: "Publish a message on the worker's NATS connection, e.g. a notification. A subject that a " +
 			"JetStream stream captures is published with JetStream and acknowledged; any other is a plain " +
-			"publish. Output: {\"subject\", \"stream\", \"sequence\", \"duplicate\"} (stream fields only with JetStream). " +
+			"publish. " +
 			"Publishing onto the alerts subjects feeds the message back to the playbooks: mind loops.",
 		Inputs: []actions.Input{
-			{Name: "subject", Type: actions.String, Required: true, Doc: "the subject to publish to (no wildcards)"},
+			{Name: "subject", Type: actions.String, Required: true, Doc: "the subject to publish to (no wildcards)",
+				Verify: func(v any) error { return checkSubject(v.(string)) }},
 			{Name: "data", Type: actions.Any, Doc: "the payload: a string is sent as it is, anything else as JSON; absent means empty"},
-			{Name: "headers", Type: actions.Object, Doc: "message headers, each a string"},
+			{Name: "headers", Type: actions.Object, Doc: "message headers, each a one-line string",
+				Verify: func(v any) error { return checkHeaders(v.(map[string]any)) }},
 			{Name: "msgId", Type: actions.String, Doc: "Nats-Msg-Id, so that JetStream drops a repeat (e.g. ${{ alert_id }}:notify)"},
 		},
+		Output: "`{\"subject\", \"stream\", \"sequence\", \"duplicate\"}`; the stream fields only when a JetStream stream stored the message.",
 	}
 }
 
 // Run publishes one message.
 func (a *Action) Run(ctx context.Context, in actions.Inputs) (actions.Output, error) {
-	if err := a.spec.Check(in); err != nil {
-		return nil, err
-	}
 	subject := in.String("subject")
-	if err := checkSubject(subject); err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: input \"subject\": %w", Name, err))
-	}
 	m := nats.NewMsg(subject)
 	switch d := in["data"].(type) {
 	case nil:
@@ -88,11 +98,7 @@ func (a *Action) Run(ctx context.Context, in actions.Inputs) (actions.Output, er
 	}
 	if hs, ok := in["headers"].(map[string]any); ok {
 		for k, v := range hs {
-			s, ok := v.(string)
-			if !ok || k == "" || strings.ContainsAny(k+s, "\r\n") {
-				return nil, actions.Permanent(fmt.Errorf("%s: input \"headers\": %q must be a one-line string", Name, k))
-			}
-			m.Header.Set(k, s)
+			m.Header.Set(k, v.(string))
 		}
 	}
 	if id := in.String("msgId"); id != "" {
@@ -129,6 +135,16 @@ func (a *Action) Run(ctx context.Context, in actions.Inputs) (actions.Output, er
 		return nil, fmt.Errorf("%s: publish to %s: %w", Name, subject, err)
 	}
 	return actions.Output{"subject": subject, "stream": ack.Stream, "sequence": ack.Sequence, "duplicate": ack.Duplicate}, nil
+}
+
+func checkHeaders(hs map[string]any) error {
+	for k, v := range hs {
+		s, ok := v.(string)
+		if !ok || k == "" || strings.ContainsAny(k+s, "\r\n") {
+			return fmt.Errorf("%q must be a one-line string", k)
+		}
+	}
+	return nil
 }
 
 func checkSubject(s string) error {

@@ -40,14 +40,14 @@ func TestPublishToAStream(t *testing.T) {
 		"subject": "notes.soc", "data": map[string]any{"alert": "a-1", "n": int64(2)},
 		"headers": map[string]any{"X-Team": "blue"}, "msgId": "a-1:notify",
 	}
-	out, err := a.Run(context.Background(), in)
+	out, err := actions.Invoke(context.Background(), a, in)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if out["stream"] != "NOTES" || out["duplicate"] != false || out["subject"] != "notes.soc" {
 		t.Errorf("output = %v", out)
 	}
-	again, err := a.Run(context.Background(), in)
+	again, err := actions.Invoke(context.Background(), a, in)
 	if err != nil || again["duplicate"] != true {
 		t.Errorf("second publish with the same msgId: %v, %v; want a duplicate", again, err)
 	}
@@ -72,7 +72,7 @@ func TestPublishWithoutAStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := a.Run(context.Background(), actions.Inputs{"subject": "chat.soc", "data": "phish quarantined"})
+	out, err := actions.Invoke(context.Background(), a, actions.Inputs{"subject": "chat.soc", "data": "phish quarantined"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestBadInputsArePermanent(t *testing.T) {
 		"header two lines": {"subject": "notes.x", "headers": map[string]any{"X-N": "a\r\nb"}},
 		"unknown input":    {"subject": "notes.x", "body": "x"},
 	} {
-		_, err := a.Run(context.Background(), in)
+		_, err := actions.Invoke(context.Background(), a, in)
 		if err == nil || !actions.IsPermanent(err) || !strings.Contains(err.Error(), "nats.publish") {
 			t.Errorf("%s: err = %v, want a permanent error naming the action", name, err)
 		}
@@ -105,7 +105,7 @@ func TestBadInputsArePermanent(t *testing.T) {
 
 func TestUnboundIsAnError(t *testing.T) {
 	t.Parallel()
-	if _, err := natspub.New().Run(context.Background(), actions.Inputs{"subject": "x.y"}); err == nil {
+	if _, err := actions.Invoke(context.Background(), natspub.New(), actions.Inputs{"subject": "x.y"}); err == nil {
 		t.Error("an unbound action published")
 	}
 }
