@@ -179,6 +179,10 @@ func (e *EffectCounter) EffectTotal(effect string) int {
 
 // RateGate is a fake's own rate limit, as a vendor enforces one: at most limit requests in any
 // second (a sliding window). It remembers the busiest second it saw.
+//
+// The window is a little shorter than a second (rateSlack): requests a client sent evenly
+// spaced can arrive bunched by a few milliseconds of network and scheduling jitter, and a
+// vendor's limiter tolerates that too.
 type RateGate struct {
 	mu       sync.Mutex
 	limit    int // 0: no limit
@@ -186,6 +190,8 @@ type RateGate struct {
 	peak     int
 	refused  int
 }
+
+const rateSlack = 25 * time.Millisecond
 
 // SetRateLimit sets the requests allowed in any one second; 0 lifts the limit.
 func (g *RateGate) SetRateLimit(perSecond int) {
@@ -200,7 +206,7 @@ func (g *RateGate) Admit(now time.Time) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cut := 0
-	for cut < len(g.arrivals) && now.Sub(g.arrivals[cut]) >= time.Second {
+	for cut < len(g.arrivals) && now.Sub(g.arrivals[cut]) >= time.Second-rateSlack {
 		cut++
 	}
 	g.arrivals = g.arrivals[cut:]
