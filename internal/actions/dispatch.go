@@ -138,7 +138,7 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 			if err := lim.Wait(ctx); err != nil {
 				// Shutdown while waiting for the vendor's turn: no attempt was made.
 				if lastErr == nil {
-					lastErr = fmt.Errorf("%s: waiting for the %s rate limit: %w", spec.Name, spec.Vendor, ctx.Err())
+					lastErr = fmt.Errorf("%s: waiting for the %s rate limit: %w", spec.Name, spec.Vendor, err)
 				}
 				return backoff.Permanent(err)
 			}

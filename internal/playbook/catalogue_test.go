@@ -2,6 +2,7 @@ package playbook
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/riposte-soar/riposte/internal/actions"
@@ -30,8 +31,24 @@ func testCatalogue(tb testing.TB) *actions.Registry {
 		fakeAction{actions.Spec{Name: "gravityzone.change_incident_status", Vendor: "gravityzone", Idempotent: true,
 			Inputs: []actions.Input{
 				{Name: "incidentId", Type: actions.String, Required: true},
-				{Name: "status", Type: actions.String, Required: true, Enum: []string{"open", "investigating", "closed", "false_positive"}},
+				{Name: "status", Type: actions.Int, Required: true, Choices: []actions.Choice{
+					{Name: "open", Value: 1}, {Name: "investigating", Value: 2}, {Name: "closed", Value: 3}, {Name: "false_positive", Value: 4}}},
 				{Name: "incidentType", Type: actions.Int},
+			}}},
+		fakeAction{actions.Spec{Name: "gravityzone.add_to_blocklist", Vendor: "gravityzone",
+			Inputs: []actions.Input{
+				{Name: "hashType", Type: actions.Int, Required: true, Choices: []actions.Choice{{Name: "sha256", Value: 1}, {Name: "md5", Value: 2}}},
+				{Name: "hashList", Type: actions.StringList, Required: true},
+			},
+			Validate: func(in actions.Inputs) error {
+				want := map[int64]int{1: 64, 2: 32}
+				n, _ := in.Int("hashType")
+				for i, h := range in.StringList("hashList") {
+					if len(h) != want[n] {
+						return fmt.Errorf("hashList item %d is not a hash of hashType %d", i, n)
+					}
+				}
+				return nil
 			}}},
 		fakeAction{actions.Spec{Name: "nats.publish", Vendor: "nats",
 			Inputs: []actions.Input{

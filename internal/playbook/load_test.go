@@ -212,9 +212,12 @@ var invalidCases = []struct {
 		`wrong-type.yaml:7: step "q": input "entityIds" must be a list of strings, got int 5`,
 		`wrong-type.yaml:8: step "q": input "entityActionParam" must be a string, got a list`,
 		`wrong-type.yaml:12: step "close": input "incidentId" is required; got null`,
-		`wrong-type.yaml:13: step "close": input "status" must be one of open, investigating, closed, false_positive, got "shut"`,
+		`wrong-type.yaml:13: step "close": input "status" must be one of open (1), investigating (2), closed (3), false_positive (4), got "shut"`,
 		`wrong-type.yaml:14: step "close": input "incidentType" must be a whole number, got string "two"`,
 		`wrong-type.yaml:18: step "empty": input "entityIds" must not be empty`,
+	}},
+	{"inputs that do not fit together, when all are literals", []string{"cross-check.yaml"}, []string{
+		`cross-check.yaml:6: step "block": hashList item 1 is not a hash of hashType 2`,
 	}},
 	{"duplicate step id", []string{"dup-step.yaml"}, []string{
 		`dup-step.yaml:7: duplicate step id "event" (first at line 4)`,
