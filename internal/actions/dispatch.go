@@ -34,7 +34,7 @@ func DefaultRetryPolicy() RetryPolicy {
 
 // Result is what one step's dispatch came to.
 type Result struct {
-	Output   Output
+	Output   Output // on failure, what the vendor did do (PartialError), if anything
 	Attempts int
 	Err      error // nil on success; the last vendor error otherwise, never a bare context error
 	// Retryable is set when Err is a retryable failure whose budget ran out (or whose run was
@@ -204,6 +204,10 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		res.Err = lastErr
 	}
 	res.Retryable = !IsPermanent(lastErr)
+	var partial *PartialError
+	if errors.As(lastErr, &partial) {
+		res.Output = partial.Output
+	}
 	var ra *RetryAfterError
 	if res.Retryable && errors.As(lastErr, &ra) {
 		res.RetryAfter = ra.After

@@ -171,6 +171,24 @@ func ClassifyJSONRPC(e *RPCError) error {
 	return Permanent(e)
 }
 
+// PartialError is a failure that still has an output worth showing: which targets of a call
+// the vendor acted on and which it refused. The step fails; its outcome keeps the output.
+type PartialError struct {
+	Output Output
+	Err    error
+}
+
+func (e *PartialError) Error() string { return e.Err.Error() }
+func (e *PartialError) Unwrap() error { return e.Err }
+
+// WithOutput attaches out to err, which keeps its class and reason.
+func WithOutput(out Output, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PartialError{Output: out, Err: err}
+}
+
 // RetryAfterError is a retryable failure whose vendor said when to come back (HTTP 429/503
 // Retry-After). The dispatcher waits at least After before the next attempt.
 type RetryAfterError struct {

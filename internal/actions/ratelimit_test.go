@@ -2,6 +2,7 @@ package actions
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -96,5 +97,22 @@ func TestRateLimitWaitEndsWithContext(t *testing.T) {
 	}
 	if len(a.sent) != 1 {
 		t.Errorf("%d requests sent, want only the first dispatch's", len(a.sent))
+	}
+}
+
+// A failure that says what the vendor did do keeps that output in the result, and its class.
+func TestPartialFailureKeepsItsOutput(t *testing.T) {
+	t.Parallel()
+	partial := WithOutput(Output{"tasks": []any{"a1 done", "b2 refused"}}, Permanent(errors.New("HEC did not act on b2")))
+	d := NewDispatcher(zap.NewNop(), WithJitterSource(zeroJitter))
+	r := d.Run(context.Background(), newFake(fail(partial)), validInputs, fastPolicy(3))
+	if r.Err == nil || r.Retryable || r.Attempts != 1 {
+		t.Fatalf("result %+v, want one permanent failure", r)
+	}
+	if tasks, _ := r.Output["tasks"].([]any); len(tasks) != 2 {
+		t.Errorf("output %v, want the partial output", r.Output)
+	}
+	if WithOutput(Output{}, nil) != nil {
+		t.Error("WithOutput of no error is an error")
 	}
 }

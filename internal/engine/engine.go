@@ -290,6 +290,11 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	so.Attempts, so.DurationMS = r.Attempts, e.opts.Now().Sub(began).Milliseconds()
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
+		if r.Output != nil {
+			// Which targets the vendor acted on and which it refused.
+			jsonval.Normalize(r.Output)
+			so.Output = r.Output
+		}
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
 		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter}
 	}

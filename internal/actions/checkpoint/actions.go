@@ -67,7 +67,8 @@ func simulate() (actions.Settings, func(), error) {
 	return actions.Settings{EnvBaseURL: url, EnvClientID: id, EnvAccessKey: key}, stop, nil
 }
 
-const tasksOutput = "`{\"tasks\": [{\"entityId\", \"taskId\"}]}`: the vendor's task per entity; `taskId` is always text."
+const tasksOutput = "`{\"tasks\": [{\"entityId\", \"taskId\"}]}`: the vendor's task per entity; `taskId` is always text. " +
+	"An entity the vendor did not act on fails the step with the vendor's message for it; the failed step's output still lists every entity, the refused ones with `\"error\"` and an empty `taskId`."
 
 func defs() []actions.Def[*Client] {
 	idsInput := actions.Input{
@@ -168,12 +169,19 @@ func entityAction(name, doc string, inputs ...actions.Input) actions.Def[*Client
 
 func runEntityAction(ctx context.Context, c *Client, in actions.Inputs, actionName string) (actions.Output, error) {
 	tasks, err := c.EntityAction(ctx, in.StringList("entityIds"), actionName, in.String("entityActionParam"))
-	if err != nil {
+	if tasks == nil {
 		return nil, err
 	}
 	out := make([]any, len(tasks))
 	for i, t := range tasks {
-		out[i] = map[string]any{"entityId": t.EntityID, "taskId": t.TaskID}
+		task := map[string]any{"entityId": t.EntityID, "taskId": t.TaskID}
+		if t.Error != "" {
+			task["error"] = t.Error
+		}
+		out[i] = task
+	}
+	if err != nil {
+		return nil, actions.WithOutput(actions.Output{"tasks": out}, err)
 	}
 	return actions.Output{"tasks": out}, nil
 }

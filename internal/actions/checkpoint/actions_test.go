@@ -3,6 +3,9 @@ package checkpoint
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -205,6 +208,93 @@ func TestActionsUnderDispatcher(t *testing.T) {
 			}
 			if !tc.succeeded && (res.Retryable || !strings.Contains(res.Err.Error(), "Entity not found")) {
 				t.Errorf("result = %+v", res)
+			}
+		})
+	}
+}
+
+// One entity refused inside a successful answer fails the step with the vendor's message for
+// it; the others were acted on, and the output says so entity by entity.
+func TestEntityRefusedInsideASuccess(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name      string
+		code      int
+		permanent bool
+	}{
+		{"refused for good", 404, true},
+		{"refused for now", 503, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, base := startFake(t)
+			f.RejectEntity("b2", tc.code, "Entity is not in a quarantinable state")
+			d := actions.NewDispatcher(zaptest.NewLogger(t), actions.WithJitterSource(func() float64 { return 0 }))
+			res := d.Run(context.Background(), actionByName(t, newTestClient(t, base), "checkpoint.quarantine_entity"),
+				actions.Inputs{"entityIds": []any{"a1", "b2"}},
+				actions.RetryPolicy{MaxAttempts: 2, InitialInterval: time.Millisecond, MaxInterval: time.Millisecond})
+			if res.Err == nil {
+				t.Fatal("the step succeeded although HEC refused an entity")
+			}
+			want := fmt.Sprintf("HEC did not act on 1 of 2 entities: b2: Entity is not in a quarantinable state (response code %d)", tc.code)
+			if !strings.Contains(res.Err.Error(), want) {
+				t.Errorf("error %q lacks %q", res.Err, want)
+			}
+			if res.Retryable == tc.permanent {
+				t.Errorf("retryable = %t, want %t", res.Retryable, !tc.permanent)
+			}
+			tasks, _ := res.Output["tasks"].([]any)
+			if len(tasks) != 2 {
+				t.Fatalf("output %v, want both entities", res.Output)
+			}
+			if a1 := tasks[0].(map[string]any); a1["entityId"] != "a1" || a1["taskId"] == "" || a1["error"] != nil {
+				t.Errorf("accepted entity: %v", a1)
+			}
+			if b2 := tasks[1].(map[string]any); b2["entityId"] != "b2" || b2["taskId"] != "" || !strings.Contains(b2["error"].(string), "quarantinable") {
+				t.Errorf("refused entity: %v", b2)
+			}
+			if f.EntityState("b2") != "" || f.EntityState("a1") != "quarantined" {
+				t.Errorf("states a1=%q b2=%q", f.EntityState("a1"), f.EntityState("b2"))
+			}
+		})
+	}
+}
+
+// The per-entity verdict comes in the shapes the document allows; each refusal is caught.
+func TestEntityVerdictShapes(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name, data string
+		wantErr    string // "" for success
+	}{
+		{"the sample", `[{"entityId":"a1","taskId":"1"},{"entityId":"b2","taskId":2}]`, ""},
+		{"success code and text", `[{"entityId":"a1","taskId":"1","responseCode":0,"responseText":"success"},{"entityId":"b2","taskId":"2","responseCode":200}]`, ""},
+		{"a code and responseTest", `[{"entityId":"a1","taskId":"1"},{"entityId":"b2","responseCode":422,"responseTest":"Entity not found"}]`, "b2: Entity not found (response code 422)"},
+		{"a message and no taskId", `[{"entityId":"a1","taskId":"1"},{"entityId":"b2","message":"locked"}]`, "b2: locked"},
+		{"no taskId at all", `[{"entityId":"a1","taskId":"1"},{"entityId":"b2"}]`, "b2: no taskId for this entity"},
+		{"an entity missing", `[{"entityId":"a1","taskId":"1"}]`, "b2: no result for this entity in the answer"},
+		{"no responseData", `null`, "did not act on 2 of 2 entities"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			base := serve(t, func(w http.ResponseWriter, r *http.Request) {
+				fmt.Fprintf(w, `{"responseEnvelope": {"responseCode": 0, "responseText": "success"}, "responseData": %s}`, tc.data)
+			})
+			tasks, err := newTestClient(t, base).EntityAction(context.Background(), []string{"a1", "b2"}, "quarantine", "")
+			if tc.wantErr == "" {
+				if err != nil || len(tasks) != 2 {
+					t.Fatalf("tasks %v, err %v", tasks, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !actions.IsPermanent(err) {
+				t.Errorf("error %v, want permanent containing %q", err, tc.wantErr)
+			}
+			var ee *EntityError
+			if !errors.As(err, &ee) || len(ee.Tasks) != 2 {
+				t.Errorf("error %v carries no per-entity results", err)
 			}
 		})
 	}

@@ -59,10 +59,29 @@ type Config struct {
 	NewRequestID func() string
 }
 
-// Task is the vendor's receipt for an action on one entity.
+// Task is the vendor's answer for one entity of an action: a receipt (TaskID) when it acted,
+// else its own code and message for that entity.
 type Task struct {
 	EntityID string
 	TaskID   string // the service documents an integer and samples a string; kept as text
+	Code     int64  // the entity's own response code, when the vendor gave one
+	Error    string // why the vendor did not act on the entity; "" when it did
+}
+
+// EntityError is an action the vendor did not carry out on some of its entities; Tasks holds
+// every entity's result, the refused and the accepted.
+type EntityError struct {
+	Op     string
+	Tasks  []Task
+	Failed []Task
+}
+
+func (e *EntityError) Error() string {
+	parts := make([]string, len(e.Failed))
+	for i, t := range e.Failed {
+		parts[i] = fmt.Sprintf("%s: %s", t.EntityID, t.Error)
+	}
+	return fmt.Sprintf("%s: HEC did not act on %d of %d entities: %s", e.Op, len(e.Failed), len(e.Tasks), strings.Join(parts, "; "))
 }
 
 // Client talks to the HEC Smart API. It is safe for concurrent use; callers share one token.
@@ -141,9 +160,44 @@ func (c *Client) EntityAction(ctx context.Context, entityIDs []string, actionNam
 	}
 	tasks, err := decodeTasks(data)
 	if err != nil {
-		return nil, actions.Permanent(fmt.Errorf("%s: unexpected responseData: %w", op, err))
+		return nil, actions.Permanent(actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: unexpected responseData: %w", op, err)))
 	}
-	return tasks, nil
+	return c.entityResults(op, ids, tasks)
+}
+
+// entityResults matches the vendor's per-entity answers to the entities asked for. An entity
+// with an error code or message, without a taskId, or missing from the answer was not acted
+// on: the call fails with the vendor's words for each, retryable only when every refusal is.
+func (c *Client) entityResults(op string, ids []string, got []Task) ([]Task, error) {
+	byID := make(map[string]Task, len(got))
+	for _, t := range got {
+		byID[t.EntityID] = t
+	}
+	tasks := make([]Task, 0, len(ids))
+	var failed []Task
+	retryable := true
+	for _, id := range ids {
+		t, ok := byID[id]
+		if !ok {
+			t = Task{EntityID: id, Error: "no result for this entity in the answer"}
+		}
+		t.Error = c.redact.Scrub(t.Error)
+		if t.Error != "" {
+			failed = append(failed, t)
+			retryable = retryable && (t.Code >= 500 || t.Code == http.StatusTooManyRequests || t.Code == http.StatusRequestTimeout)
+		}
+		tasks = append(tasks, t)
+	}
+	if len(failed) == 0 {
+		return tasks, nil
+	}
+	err := error(&EntityError{Op: op, Tasks: tasks, Failed: failed})
+	if !retryable {
+		err = actions.Permanent(actions.WithReason(actions.ReasonClient, err))
+	} else {
+		err = actions.WithReason(actions.ReasonServer, err)
+	}
+	return tasks, err
 }
 
 // GetEvent fetches one security event: GET /event/{eventId}.
@@ -418,10 +472,7 @@ func responseCode(v any) (int64, error) {
 }
 
 func decodeTasks(data json.RawMessage) ([]Task, error) {
-	var items []struct {
-		EntityID json.RawMessage `json:"entityId"`
-		TaskID   json.RawMessage `json:"taskId"`
-	}
+	var items []map[string]json.RawMessage
 	switch vendorhttp.FirstByte(data) {
 	case 0, 'n':
 		return []Task{}, nil
@@ -433,17 +484,63 @@ func decodeTasks(data json.RawMessage) ([]Task, error) {
 	}
 	tasks := make([]Task, 0, len(items))
 	for i, it := range items {
-		eid, err := idText(it.EntityID)
+		eid, err := idText(it["entityId"])
 		if err != nil {
 			return nil, fmt.Errorf("item %d: entityId: %w", i, err)
 		}
-		tid, err := idText(it.TaskID)
+		tid, err := idText(it["taskId"])
 		if err != nil {
 			return nil, fmt.Errorf("item %d: taskId: %w", i, err)
 		}
-		tasks = append(tasks, Task{EntityID: eid, TaskID: tid})
+		t := Task{EntityID: eid, TaskID: tid}
+		code, text := entityVerdict(it)
+		t.Code = code
+		switch {
+		case code != 0 && (code < 200 || code > 299):
+			t.Error = fmt.Sprintf("response code %d", code)
+			if text != "" {
+				t.Error = fmt.Sprintf("%s (response code %d)", text, code)
+			}
+		case tid == "":
+			t.Error = "no taskId for this entity"
+			if text != "" && !strings.EqualFold(text, "success") {
+				t.Error = text
+			}
+		}
+		tasks = append(tasks, t)
 	}
 	return tasks, nil
+}
+
+// entityVerdict reads one entity's own code and text, which the document promises ("a detailed
+// response code for the action per each entityId") without naming their fields: the envelope's
+// names (responseCode, responseText or responseTest, additionalText) are read, and a plain
+// message or error too. Code 0 means none was given.
+func entityVerdict(item map[string]json.RawMessage) (code int64, text string) {
+	for _, k := range []string{"responseCode", "code", "statusCode"} {
+		var v any
+		if raw, ok := item[k]; ok && vendorhttp.DecodeJSON(raw, &v) == nil {
+			if n, err := responseCode(v); err == nil {
+				code = n
+				break
+			}
+		}
+	}
+	env := map[string]any{}
+	for _, k := range []string{"responseText", "responseTest", "additionalText"} {
+		var s string
+		if raw, ok := item[k]; ok && json.Unmarshal(raw, &s) == nil {
+			env[k] = s
+		}
+	}
+	text = envelopeMessage(env)
+	for _, k := range []string{"message", "error"} {
+		var s string
+		if raw, ok := item[k]; ok && text == "" && json.Unmarshal(raw, &s) == nil {
+			text = strings.TrimSpace(s)
+		}
+	}
+	return code, text
 }
 
 // idText renders an id sent as a JSON string or number as text, digit for digit: a float64

@@ -408,7 +408,7 @@ func TestTaskIDsAreText(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := []Task{{"a1", "9007199254740993"}, {"b2", "123445311234"}, {"c3", "77"}}
+		want := []Task{{EntityID: "a1", TaskID: "9007199254740993"}, {EntityID: "b2", TaskID: "123445311234"}, {EntityID: "c3", TaskID: "77"}}
 		if !reflect.DeepEqual(tasks, want) {
 			t.Errorf("tasks = %+v, want %+v", tasks, want)
 		}

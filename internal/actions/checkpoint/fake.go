@@ -54,6 +54,12 @@ type Fake struct {
 	entityState map[string]string
 	events      map[string]map[string]any
 	exceptions  map[string][]map[string]any
+	rejected    map[string]rejection
+}
+
+type rejection struct {
+	code    int
+	message string
 }
 
 // Recorded is one API request the fake received (auth requests are only counted: AuthCount).
@@ -88,6 +94,7 @@ func NewFake(clientID, accessKey string) *Fake {
 		entityState:   map[string]string{},
 		events:        map[string]map[string]any{},
 		exceptions:    map[string][]map[string]any{"whitelist": {}, "blacklist": {}},
+		rejected:      map[string]rejection{},
 	}
 }
 
@@ -177,6 +184,14 @@ func (f *Fake) FailNext(path string, n, status int, message string) {
 // until ClearFailures.
 func (f *Fake) FailNextWith(path string, n int, fl Failure) {
 	f.Inject(path, n, fl)
+}
+
+// RejectEntity makes every entity action on id refused inside an otherwise successful answer:
+// the entity's entry carries code and message and no taskId, and nothing is done to it.
+func (f *Fake) RejectEntity(id string, code int, message string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rejected[id] = rejection{code: code, message: message}
 }
 
 // ExpireTokens invalidates every token issued so far: the next API call gets a 401.
@@ -455,6 +470,11 @@ func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time
 
 	data := make([]any, 0, len(ids))
 	for _, id := range ids {
+		if rej, ok := f.rejected[id]; ok {
+			// The service's per-entity verdict: its own code and text, and no task.
+			data = append(data, map[string]any{"entityId": id, "responseCode": rej.code, "responseText": rej.message})
+			continue
+		}
 		t := FakeTask{ID: f.nextTaskID, EntityID: id, Action: name, Param: param, Time: now}
 		f.nextTaskID++
 		f.tasks = append(f.tasks, t)
