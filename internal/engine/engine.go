@@ -56,6 +56,9 @@ type StepOutcome struct {
 	DurationMS int64          `json:"duration_ms"`
 	Output     map[string]any `json:"output"`
 	Error      string         `json:"error"`
+	// Replayed marks a step whose result came from the journal of an earlier delivery: no
+	// vendor was called this time.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Alert is what the engine needs to know of one delivery.
@@ -274,6 +277,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	if rec, ok := e.recall(ctx, key, log); ok {
 		log.Info("step already succeeded on an earlier delivery; reusing its result")
 		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
+		so.Replayed = true
 		return so, stepEnd{reused: true}
 	}
 

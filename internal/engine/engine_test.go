@@ -431,6 +431,9 @@ func TestJournalSkipsSucceededSteps(t *testing.T) {
 		t.Errorf("journal holds %d records after one succeeded step, want 1 (failed steps are not recorded)", n)
 	}
 	first := only(t, res).Steps[0]
+	if first.Replayed {
+		t.Error("a step that called the vendor is marked replayed")
+	}
 
 	// Second delivery: the vendor is back; lookup is not called again, its output is reused.
 	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
@@ -448,7 +451,7 @@ func TestJournalSkipsSucceededSteps(t *testing.T) {
 	if n := f.lookup.callCount(); n != 1 {
 		t.Errorf("lookup called %d times over two deliveries, want 1", n)
 	}
-	if got := out.Steps[0]; got.Status != "succeeded" || got.Attempts != first.Attempts ||
+	if got := out.Steps[0]; got.Status != "succeeded" || got.Attempts != first.Attempts || !got.Replayed ||
 		!reflect.DeepEqual(got.Output, map[string]any{"state": "open", "x": "e2", "key": "ev-1"}) {
 		t.Errorf("recalled step = %+v, want the first delivery's result", got)
 	}
