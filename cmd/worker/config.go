@@ -145,6 +145,7 @@ func defineWorker(f *envFlags, s *settings) {
 	f.Duration(&q.AckWait, "ack-wait", "RIPOSTE_ACK_WAIT", d.AckWait, "the consumer's ack wait when the worker creates it")
 	f.Duration(&q.RetryDelay, "retry-delay", "RIPOSTE_RETRY_DELAY", d.RetryDelay, "redelivery delay after a failed delivery; doubles each time")
 	f.Duration(&q.MaxRetryDelay, "max-retry-delay", "RIPOSTE_MAX_RETRY_DELAY", d.MaxRetryDelay, "cap on the redelivery delay")
+	f.Duration(&q.MaxRetryAfter, "max-retry-after", "RIPOSTE_MAX_RETRY_AFTER", d.MaxRetryAfter, "cap on how long a vendor's Retry-After may hold an alert back")
 	f.Duration(&q.DuplicateWindow, "duplicate-window", "RIPOSTE_DUPLICATE_WINDOW", d.DuplicateWindow, "Nats-Msg-Id de-duplication window of the streams the worker creates")
 	f.Int(&q.MaxAlertBytes, "max-alert-bytes", "RIPOSTE_MAX_ALERT_BYTES", d.MaxAlertBytes, "larger alerts are dead-lettered as too_large")
 	f.Duration(&q.GracePeriod, "grace-period", "RIPOSTE_GRACE_PERIOD", d.GracePeriod, "how long shutdown waits for alerts in flight")

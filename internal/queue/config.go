@@ -28,6 +28,9 @@ type Config struct {
 	MaxDeliver    int           // deliveries before an alert that keeps failing is dead-lettered
 	RetryDelay    time.Duration // nak delay after the first failed delivery; doubles each time
 	MaxRetryDelay time.Duration
+	// MaxRetryAfter caps how long a vendor's Retry-After may hold an alert back: a vendor asking
+	// for a day must not park an alert for a day.
+	MaxRetryAfter time.Duration
 	// DuplicateWindow is how long JetStream remembers a Nats-Msg-Id on the streams the worker
 	// creates: outcome de-duplication across redeliveries only works inside it.
 	DuplicateWindow time.Duration
@@ -53,6 +56,7 @@ func DefaultConfig() Config {
 		MaxDeliver:      5,
 		RetryDelay:      10 * time.Second,
 		MaxRetryDelay:   5 * time.Minute,
+		MaxRetryAfter:   time.Hour,
 		DuplicateWindow: time.Hour,
 		MaxAlertBytes:   1 << 20,
 		GracePeriod:     25 * time.Second,
@@ -95,6 +99,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.AckWait, d.AckWait)
 	setDur(&c.RetryDelay, d.RetryDelay)
 	setDur(&c.MaxRetryDelay, d.MaxRetryDelay)
+	setDur(&c.MaxRetryAfter, d.MaxRetryAfter)
 	setDur(&c.DuplicateWindow, d.DuplicateWindow)
 	setDur(&c.GracePeriod, d.GracePeriod)
 	setDur(&c.JournalTTL, d.JournalTTL)
@@ -145,6 +150,10 @@ func (c Config) OutcomeSubject(playbook string) string { return c.OutcomesPrefix
 
 // DLQSubject is where a dead letter with the given reason token goes.
 func (c Config) DLQSubject(reason string) string { return c.DLQPrefix + "." + reason }
+
+// maxDeliveries is the hard cap on deliveries of one alert, whatever ended them: past it an
+// alert that cannot even be dead-lettered is given up rather than offered for ever.
+func (c Config) maxDeliveries() int { return c.MaxDeliver * 4 }
 
 // retryDelay is the nak delay after the n-th failed delivery: exponential, capped. The worker
 // times redelivery itself (rather than the consumer's BackOff list, which would also override

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,18 +20,25 @@ import (
 
 // Header names the worker reads or writes.
 const (
-	HeaderDLQReason      = "Riposte-Dlq-Reason" // the reason token, as in the subject: invalid, too_large, exhausted
-	HeaderDLQDetail      = "Riposte-Dlq-Detail" // the same in a sentence, for people
-	HeaderAlertID        = "Riposte-Alert-Id"
-	HeaderSubject        = "Riposte-Subject"
-	HeaderDeliveries     = "Riposte-Deliveries"
-	HeaderStreamSeq      = "Riposte-Stream-Seq"
-	HeaderOriginalMsgID  = "Riposte-Original-Msg-Id"
-	HeaderLastOutcome    = "Riposte-Last-Outcome"
-	HeaderTruncated      = "Riposte-Truncated" // the payload's original size, when cut to fit
-	dlqReasonInvalid     = "invalid"
-	dlqReasonTooLarge    = "too_large"
-	dlqReasonExhausted   = "exhausted"
+	HeaderDLQReason     = "Riposte-Dlq-Reason" // the reason token, as in the subject: invalid, too_large, exhausted
+	HeaderDLQDetail     = "Riposte-Dlq-Detail" // the same in a sentence, for people
+	HeaderAlertID       = "Riposte-Alert-Id"
+	HeaderSubject       = "Riposte-Subject"
+	HeaderDeliveries    = "Riposte-Deliveries"
+	HeaderStreamSeq     = "Riposte-Stream-Seq"
+	HeaderOriginalMsgID = "Riposte-Original-Msg-Id"
+	HeaderLastOutcome   = "Riposte-Last-Outcome"
+	HeaderTruncated     = "Riposte-Truncated" // the payload's original size, when cut to fit
+	// HeaderTruncatedHeaders names the copied headers whose values were cut to fit.
+	HeaderTruncatedHeaders = "Riposte-Truncated-Headers"
+	dlqReasonInvalid       = "invalid"
+	dlqReasonTooLarge      = "too_large"
+	dlqReasonExhausted     = "exhausted"
+	dlqReasonUnpublished   = "unpublishable"
+	// MaxAlertIDBytes is the longest alert id accepted: ids travel in headers and message ids.
+	MaxAlertIDBytes = 256
+	// maxCopiedHeader is the longest header value a dead letter keeps whole.
+	maxCopiedHeader      = 4 << 10
 	publishTimeout       = 10 * time.Second
 	maxLastOutcomeHeader = 64 << 10
 	shutdownNakDelay     = 0 // another replica should pick the alert up at once
@@ -109,7 +117,8 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc)
+	// A PubAck that never comes must fail its future, or the alert would wait on it forever.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
@@ -382,7 +391,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return ResultRetried
 	}
 	if verdict.Retry && alert.Deliveries < q.cfg.MaxDeliver {
-		delay := max(q.cfg.retryDelay(uint64(alert.Deliveries)), verdict.RetryAfter)
+		delay := max(q.cfg.retryDelay(uint64(alert.Deliveries)), min(verdict.RetryAfter, q.cfg.MaxRetryAfter))
 		log.Info("alert will be retried", zap.Duration("delay", delay))
 		if err := msg.NakWithDelay(delay); err != nil {
 			log.Warn("nak alert", zap.Error(err))
@@ -390,8 +399,15 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return ResultRetried
 	}
 	if err := q.publishOutcomes(settle, alert.ID, verdict.Outcomes); err != nil {
+		if alert.Deliveries >= q.cfg.MaxDeliver {
+			// Retrying has not helped (no stream captures the outcome subject, or the server
+			// refuses the message): keep the alert where people look, rather than offer it for ever.
+			detail := fmt.Sprintf("its outcomes could not be stored after %d deliveries: %v", alert.Deliveries, err)
+			log.Error("alert dead-lettered", zap.String("reason", dlqReasonUnpublished), zap.Error(err))
+			return q.deadLetter(settle, msg, alert, dlqReasonUnpublished, detail, verdict.Outcomes, log)
+		}
 		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(q.cfg.RetryDelay)
+		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(alert.Deliveries)))
 		return ResultRetried
 	}
 	if verdict.Retry {
@@ -432,6 +448,13 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
 			a.JournalID = a.ID + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
 		}
+	}
+	if len(a.ID) > MaxAlertIDBytes {
+		size := len(a.ID)
+		// Not an id to carry in headers: the dead letter is known by its place in the stream.
+		a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+		a.JournalID = a.ID + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
+		return a, dlqReasonInvalid, fmt.Sprintf("alert id is %d bytes, more than the %d allowed", size, MaxAlertIDBytes)
 	}
 	switch {
 	case err != nil:
@@ -546,7 +569,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 	}
 	if orig := m.Header.Get(nats.MsgIdHdr); orig != "" {
 		m.Header.Del(nats.MsgIdHdr)
-		m.Header.Set(HeaderOriginalMsgID, orig)
+		m.Header.Set(HeaderOriginalMsgID, clip(orig, MaxAlertIDBytes))
 	}
 	m.Header.Set(HeaderDLQReason, reason)
 	m.Header.Set(HeaderDLQDetail, headerSafe(detail))
@@ -573,9 +596,17 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		err = awaitAcks(ctx, []jetstream.PubAckFuture{f})
 	}
 	if err != nil {
+		if a.Deliveries >= q.cfg.maxDeliveries() {
+			// The dead-letter stream cannot take it either, delivery after delivery. Terminated,
+			// the alert stays in its own stream at its sequence, where an operator can find it.
+			log.Error("alert can be neither processed nor dead-lettered; terminating it, it stays in the alerts stream",
+				zap.String("reason", reason), zap.Int("deliveries", a.Deliveries), zap.Error(err))
+			_ = msg.TermWithReason("dead-letter failed: " + reason)
+			return ResultDeadLettered
+		}
 		// Not stored, so not terminated: JetStream will offer it again.
 		log.Error("dead-letter alert; it will be redelivered", zap.String("reason", reason), zap.Error(err))
-		_ = msg.NakWithDelay(q.cfg.RetryDelay)
+		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(a.Deliveries)))
 		return ResultRetried
 	}
 	q.obs.DeadLettered(reason)
@@ -602,12 +633,32 @@ func (q *Queue) fit(m *nats.Msg) {
 		return
 	}
 	m.Header.Del(HeaderLastOutcome)
+	for k, vs := range m.Header {
+		for i, v := range vs {
+			if len(v) > maxCopiedHeader && size() > q.maxPayload {
+				vs[i] = clip(v, maxCopiedHeader)
+				m.Header.Set(HeaderTruncatedHeaders, strings.TrimPrefix(m.Header.Get(HeaderTruncatedHeaders)+","+k, ","))
+			}
+		}
+	}
 	if over := size() - q.maxPayload; over > 0 {
 		original := len(m.Data)
 		m.Header.Set(HeaderTruncated, strconv.Itoa(original))
 		over = size() - q.maxPayload
 		m.Data = m.Data[:max(0, original-over)]
 	}
+}
+
+// clip cuts s to at most n bytes, on a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // headerSafe keeps a value on one header line.

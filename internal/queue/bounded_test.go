@@ -1,0 +1,135 @@
+package queue_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riposte-soar/riposte/internal/queue"
+)
+
+// An alert id longer than 256 bytes, in the header or the body, makes the alert invalid; the
+// dead letter carries a clipped copy, so a header of hundreds of kilobytes cannot keep it from
+// being stored.
+func TestOverlongAlertIDIsInvalid(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		hdr  nats.Header
+		body string
+	}{
+		{"Nats-Msg-Id of 60 KB (JetStream takes at most 64 KB of headers)", hdr(nats.MsgIdHdr, strings.Repeat("i", 60<<10)), `{"type":"x"}`},
+		{"id field of 257 bytes", nil, `{"id":"` + strings.Repeat("b", 257) + `"}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, nil)
+			ack := h.publish("soar.alerts.x.y", []byte(tc.body), tc.hdr)
+			rec := newRecorder(nil)
+			h.run(h.q, rec.handle)
+			dead := h.waitMessages("SOAR_DLQ", "soar.dlq.invalid", 1)[0]
+			if d := dead.Header.Get(queue.HeaderDLQDetail); !strings.Contains(d, "more than the 256 allowed") {
+				t.Errorf("detail %q", d)
+			}
+			if id := dead.Header.Get(queue.HeaderAlertID); id != "SOAR_ALERTS:"+strconv.FormatUint(ack.Sequence, 10) {
+				t.Errorf("alert id header %q, want the stream position", id)
+			}
+			if orig := dead.Header.Get(queue.HeaderOriginalMsgID); len(orig) > queue.MaxAlertIDBytes {
+				t.Errorf("original msg id copied whole: %d bytes", len(orig))
+			}
+			if len(rec.calls()) != 0 {
+				t.Error("the handler ran an invalid alert")
+			}
+			h.waitSettled()
+		})
+	}
+}
+
+// A vendor asking to be left alone for a day does not park an alert for a day.
+func TestRetryAfterIsCapped(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.MaxRetryAfter = 300 * time.Millisecond })
+	var first time.Time
+	delay := make(chan time.Duration, 1)
+	rec := newRecorder(func(_ context.Context, a *queue.Alert, call int) queue.Verdict {
+		if call == 1 {
+			first = time.Now()
+			return queue.Verdict{Retry: true, RetryAfter: 24 * time.Hour}
+		}
+		delay <- time.Since(first)
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{}`), nil)
+	h.run(h.q, rec.handle)
+	select {
+	case d := <-delay:
+		if d < 300*time.Millisecond {
+			t.Errorf("redelivered after %v, sooner than the cap", d)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("not redelivered within the cap: the vendor's Retry-After was taken whole")
+	}
+}
+
+// Outcomes no stream captures can never be stored: after max_deliver tries the alert is
+// dead-lettered as unpublishable, with the outcomes, instead of nak'ed every few seconds for ever.
+func TestUnpublishableOutcomesAreDeadLettered(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.OutcomesPrefix = "nowhere.outcomes" })
+	// The outcomes stream exists but, as an operator left it, captures another prefix.
+	s, err := h.js.Stream(context.Background(), h.cfg.OutcomesStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"elsewhere.>"}
+	if _, err := h.js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"succeeded"}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "lost-1"))
+	h.run(h.q, rec.handle)
+	dead := h.waitMessages("SOAR_DLQ", "soar.dlq.unpublishable", 1)[0]
+	if d := dead.Header.Get(queue.HeaderDLQDetail); !strings.Contains(d, "could not be stored after 3 deliveries") {
+		t.Errorf("detail %q", d)
+	}
+	if dead.Header.Get(queue.HeaderLastOutcome) == "" {
+		t.Error("the outcomes that could not be stored are not kept with the dead letter")
+	}
+	if n := len(rec.calls()); n != h.cfg.MaxDeliver {
+		t.Errorf("handled %d times, want max_deliver = %d", n, h.cfg.MaxDeliver)
+	}
+	h.waitSettled()
+}
+
+// When even the dead-letter stream cannot take it, the alert is given up after the hard cap on
+// deliveries, staying in the alerts stream, instead of being offered for ever.
+func TestUndeadletterableAlertStops(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.DLQPrefix = "nowhere.dlq" })
+	s, err := h.js.Stream(context.Background(), h.cfg.DLQStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.Subjects = []string{"elsewhere.dlq.>"}
+	if _, err := h.js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	h.publish("soar.alerts.x.y", []byte(`not json`), nil)
+	h.run(h.q, newRecorder(nil).handle)
+	info := h.waitSettled()
+	if info.NumAckPending != 0 {
+		t.Errorf("%d alerts still unacked: the alert is still offered", info.NumAckPending)
+	}
+	if msgs := h.messages(h.cfg.AlertsStream); len(msgs) != 1 {
+		t.Errorf("alerts stream holds %d messages, want the alert kept", len(msgs))
+	}
+}
