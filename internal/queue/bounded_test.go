@@ -133,3 +133,40 @@ func TestUndeadletterableAlertStops(t *testing.T) {
 		t.Errorf("alerts stream holds %d messages, want the alert kept", len(msgs))
 	}
 }
+
+// An alert known only by its stream position, stored at a sequence an earlier alert had before
+// the stream was re-created, is not a duplicate: its outcome is stored too.
+func TestOutcomeIDsSurviveStreamRecreation(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	outcome := func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"succeeded"}`)}}}
+	}
+	rec := newRecorder(outcome)
+	first := h.publish("soar.alerts.x.y", []byte(`{"n":1}`), nil)
+	r := h.run(h.q, rec.handle)
+	h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 1)
+	h.waitSettled()
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := h.js.DeleteStream(ctx, h.cfg.AlertsStream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.q.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second := h.publish("soar.alerts.x.y", []byte(`{"n":2}`), nil)
+	if second.Sequence != first.Sequence {
+		t.Fatalf("the re-created stream stored the alert at %d, not at %d: the test proves nothing", second.Sequence, first.Sequence)
+	}
+	h.run(h.q, rec.handle)
+	got := h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 2)
+	if a, b := got[0].Header.Get(nats.MsgIdHdr), got[1].Header.Get(nats.MsgIdHdr); a == b {
+		t.Errorf("both outcomes carry the message id %q", a)
+	}
+	if id := got[1].Header.Get(queue.HeaderAlertID); id != "SOAR_ALERTS:1" {
+		t.Errorf("alert id header %q: the published alert id stays the stream position", id)
+	}
+}

@@ -398,7 +398,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		}
 		return ResultRetried
 	}
-	if err := q.publishOutcomes(settle, alert.ID, verdict.Outcomes); err != nil {
+	if err := q.publishOutcomes(settle, alert, verdict.Outcomes, log); err != nil {
 		if alert.Deliveries >= q.cfg.MaxDeliver {
 			// Retrying has not helped (no stream captures the outcome subject, or the server
 			// refuses the message): keep the alert where people look, rather than offer it for ever.
@@ -434,7 +434,7 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	data := msg.Data()
 	if len(data) > q.cfg.MaxAlertBytes {
 		if a.ID == "" {
-			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+			a.ID, a.JournalID = positionIDs(meta)
 		}
 		return a, dlqReasonTooLarge, fmt.Sprintf("alert is %d bytes, more than the %d allowed", len(data), q.cfg.MaxAlertBytes)
 	}
@@ -445,15 +445,13 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 		if id, ok := obj["id"].(string); ok && id != "" {
 			a.ID, a.JournalID = id, id
 		} else {
-			a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
-			a.JournalID = a.ID + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
+			a.ID, a.JournalID = positionIDs(meta)
 		}
 	}
 	if len(a.ID) > MaxAlertIDBytes {
 		size := len(a.ID)
 		// Not an id to carry in headers: the dead letter is known by its place in the stream.
-		a.ID = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
-		a.JournalID = a.ID + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
+		a.ID, a.JournalID = positionIDs(meta)
 		return a, dlqReasonInvalid, fmt.Sprintf("alert id is %d bytes, more than the %d allowed", size, MaxAlertIDBytes)
 	}
 	switch {
@@ -464,6 +462,13 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	}
 	a.Body = obj
 	return a, "", ""
+}
+
+// positionIDs name an alert that has no id of its own by its place in the stream; the scoped
+// form adds when it was stored, since a re-created stream reuses sequences.
+func positionIDs(meta *jetstream.MsgMetadata) (id, scoped string) {
+	id = fmt.Sprintf("%s:%d", meta.Stream, meta.Sequence.Stream)
+	return id, id + "@" + strconv.FormatInt(meta.Timestamp.UnixNano(), 10)
 }
 
 func jsonKind(v any) string {
@@ -518,8 +523,11 @@ func (q *Queue) heartbeat(msg jetstream.Msg, log *zap.Logger) (stop func()) {
 }
 
 // publishOutcomes publishes every outcome and waits for all their PubAcks: an alert is acked
-// only once JetStream holds its outcomes.
-func (q *Queue) publishOutcomes(ctx context.Context, alertID string, outs []Outcome) error {
+// only once JetStream holds its outcomes. The message id is <alert id>:<playbook>, with the
+// journal's scoped id for an alert known only by its stream position, so that an alert stored
+// at the same sequence of a re-created stream is not taken for a duplicate of the old one.
+func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
+	alertID, scoped := a.ID, a.scopedID()
 	futures := make([]jetstream.PubAckFuture, 0, len(outs))
 	for _, o := range outs {
 		name := o.Playbook
@@ -530,21 +538,38 @@ func (q *Queue) publishOutcomes(ctx context.Context, alertID string, outs []Outc
 		m.Data = o.JSON
 		m.Header.Set("Content-Type", "application/json")
 		m.Header.Set(HeaderAlertID, alertID)
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(alertID+":"+o.Playbook))
+		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(scoped+":"+o.Playbook))
 		if err != nil {
 			return fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
 		}
 		futures = append(futures, f)
 	}
-	return awaitAcks(ctx, futures)
+	return awaitAcks(ctx, futures, log)
 }
 
-func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture) error {
+// scopedID is the alert's id for message ids: its own when it has one, else the journal's,
+// which adds when the stream stored it.
+func (a *Alert) scopedID() string {
+	if a.JournalID != "" {
+		return a.JournalID
+	}
+	return a.ID
+}
+
+// awaitAcks waits for every PubAck. A duplicate is no error (a redelivery republishing what an
+// earlier delivery stored), but it is logged: one that is not a redelivery means two alerts share
+// an id.
+func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, log *zap.Logger) error {
 	timeout := time.NewTimer(publishTimeout)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
-		case <-f.Ok():
+		case ack := <-f.Ok():
+			if ack != nil && ack.Duplicate {
+				log.Info("message already stored under its id; this copy was dropped as a duplicate",
+					zap.String("subject", f.Msg().Subject), zap.String("msg_id", f.Msg().Header.Get(nats.MsgIdHdr)),
+					zap.Uint64("stored_seq", ack.Sequence))
+			}
 		case err := <-f.Err():
 			return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
 		case <-timeout.C:
@@ -591,9 +616,9 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		}
 	}
 	q.fit(m)
-	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(a.ID+":dlq:"+reason))
+	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(a.scopedID()+":dlq:"+reason))
 	if err == nil {
-		err = awaitAcks(ctx, []jetstream.PubAckFuture{f})
+		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, log)
 	}
 	if err != nil {
 		if a.Deliveries >= q.cfg.maxDeliveries() {
