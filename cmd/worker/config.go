@@ -63,6 +63,11 @@ func (f *envFlags) Int(p *int, name, env string, def int, text string) {
 	f.fs.IntVar(p, name, fromEnv(f, env, def, strconv.Atoi, "not a whole number"), f.usage(text, env))
 }
 
+func (f *envFlags) Int64(p *int64, name, env string, def int64, text string) {
+	parse := func(s string) (int64, error) { return strconv.ParseInt(s, 10, 64) }
+	f.fs.Int64Var(p, name, fromEnv(f, env, def, parse, "not a whole number"), f.usage(text, env))
+}
+
 func (f *envFlags) Duration(p *time.Duration, name, env string, def time.Duration, text string) {
 	f.fs.DurationVar(p, name, fromEnv(f, env, def, time.ParseDuration, "not a duration (e.g. 30s, 5m)"), f.usage(text, env))
 }
@@ -141,6 +146,8 @@ func defineWorker(f *envFlags, s *settings) {
 	f.String(&q.DLQPrefix, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead letters go to <prefix>.<reason>")
 	f.String(&q.JournalBucket, "journal-bucket", "RIPOSTE_JOURNAL_BUCKET", d.JournalBucket, "key-value bucket of completed steps")
 	f.Duration(&q.JournalTTL, "journal-ttl", "RIPOSTE_JOURNAL_TTL", d.JournalTTL, "how long a completed step is remembered")
+	f.Int64(&q.JournalMaxBytes, "journal-max-bytes", "RIPOSTE_JOURNAL_MAX_BYTES", d.JournalMaxBytes, "size limit of the journal bucket, when the worker creates it")
+	f.Int(&q.Replicas, "stream-replicas", "RIPOSTE_STREAM_REPLICAS", d.Replicas, "replicas of the streams and buckets the worker creates (3 on a cluster)")
 	f.Int(&q.MaxDeliver, "max-deliver", "RIPOSTE_MAX_DELIVER", d.MaxDeliver, "deliveries before an alert that keeps failing is dead-lettered")
 	f.Duration(&q.AckWait, "ack-wait", "RIPOSTE_ACK_WAIT", d.AckWait, "the consumer's ack wait when the worker creates it")
 	f.Duration(&q.RetryDelay, "retry-delay", "RIPOSTE_RETRY_DELAY", d.RetryDelay, "redelivery delay after a failed delivery; doubles each time")

@@ -39,6 +39,13 @@ type Config struct {
 
 	JournalBucket string        // key-value bucket of completed steps
 	JournalTTL    time.Duration // how long a completed step is remembered
+	// JournalMaxBytes bounds the bucket, so step outputs cannot fill the disk; when it is
+	// full, new records are refused (and logged) until old ones expire.
+	JournalMaxBytes int64
+
+	// Replicas is how many servers hold each stream and bucket the worker creates: 1 on a
+	// single server, 3 on a cluster. Existing ones keep what the operator gave them.
+	Replicas int
 }
 
 // DefaultConfig is DESIGN.md's defaults.
@@ -62,6 +69,8 @@ func DefaultConfig() Config {
 		GracePeriod:     25 * time.Second,
 		JournalBucket:   "riposte_steps",
 		JournalTTL:      7 * 24 * time.Hour,
+		JournalMaxBytes: 1 << 30,
+		Replicas:        1,
 	}
 }
 
@@ -91,6 +100,10 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxAckPending, c.MaxInFlight*16)
 	setInt(&c.MaxDeliver, d.MaxDeliver)
 	setInt(&c.MaxAlertBytes, d.MaxAlertBytes)
+	setInt(&c.Replicas, d.Replicas)
+	if c.JournalMaxBytes <= 0 {
+		c.JournalMaxBytes = d.JournalMaxBytes
+	}
 	setDur := func(v *time.Duration, def time.Duration) {
 		if *v <= 0 {
 			*v = def
@@ -130,6 +143,9 @@ func (c Config) Validate() error {
 		if strings.ContainsAny(p.v, `.*>/\`) || strings.IndexFunc(p.v, isSpaceOrControl) >= 0 {
 			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>', '/', '\\' or spaces", p.what, p.v))
 		}
+	}
+	if c.Replicas > 5 {
+		problems = append(problems, fmt.Sprintf("stream replicas must be from 1 to 5, got %d", c.Replicas))
 	}
 	if c.JournalBucket != "" && !bucketName.MatchString(c.JournalBucket) {
 		problems = append(problems, fmt.Sprintf("journal bucket name %q may hold only letters, digits, '-' and '_'", c.JournalBucket))

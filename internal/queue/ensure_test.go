@@ -4,6 +4,7 @@ import (
 	"context"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ func TestEnsureCreatesStreamsConsumerAndJournal(t *testing.T) {
 		c.MaxInFlight = 3
 		c.DuplicateWindow = 90 * time.Second
 		c.JournalTTL = time.Hour
+		c.JournalMaxBytes = 8 << 20
 	})
 	ctx := context.Background()
 
@@ -82,6 +84,18 @@ func TestEnsureCreatesStreamsConsumerAndJournal(t *testing.T) {
 	}
 	if st.TTL() != time.Hour {
 		t.Errorf("journal TTL = %s, want 1h", st.TTL())
+	}
+	if kst, ok := st.(*jetstream.KeyValueBucketStatus); !ok || kst.StreamInfo().Config.MaxBytes != 8<<20 || kst.StreamInfo().Config.Replicas != 1 {
+		t.Errorf("journal bucket status %T: want max bytes 8 MiB and one replica", st)
+	}
+}
+
+func TestConfigRejectsImpossibleReplicas(t *testing.T) {
+	t.Parallel()
+	c := queue.DefaultConfig()
+	c.Replicas = 7
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "stream replicas must be from 1 to 5, got 7") {
+		t.Errorf("Validate = %v", err)
 	}
 }
 

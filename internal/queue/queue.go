@@ -147,6 +147,7 @@ func (q *Queue) Ensure(ctx context.Context) (*Journal, error) {
 	}
 	for _, sc := range streams {
 		sc.Storage = jetstream.FileStorage
+		sc.Replicas = c.Replicas
 		sc.Duplicates = c.DuplicateWindow
 		if err := q.ensureStream(ctx, sc); err != nil {
 			return nil, err
@@ -160,6 +161,7 @@ func (q *Queue) Ensure(ctx context.Context) (*Journal, error) {
 		kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: c.JournalBucket, Description: "riposte: steps that already succeeded, per alert and playbook",
 			History: 1, TTL: c.JournalTTL, Storage: jetstream.FileStorage,
+			MaxBytes: c.JournalMaxBytes, Replicas: c.Replicas,
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
 			kv, err = q.js.KeyValue(ctx, c.JournalBucket)
