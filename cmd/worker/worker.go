@@ -89,7 +89,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
 		res := e.Process(ctx, engine.Alert{
-			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, JournalID: a.JournalID,
+			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID,
 		})
 		v := queue.Verdict{Retry: res.Retry, RetryAfter: res.RetryAfter, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {

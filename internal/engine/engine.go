@@ -40,7 +40,10 @@ type Outcome struct {
 	FinishedAt time.Time     `json:"finished_at"`
 	Worker     string        `json:"worker"`
 	Deliveries int           `json:"deliveries"`
-	Steps      []StepOutcome `json:"steps"`
+	// FailedDeliveries counts the earlier deliveries that ended in a vendor failure, the ones
+	// that count against max_deliver; absent when there were none.
+	FailedDeliveries int           `json:"failed_deliveries,omitempty"`
+	Steps            []StepOutcome `json:"steps"`
 	// Error explains a failure that is no step's: a `when` that could not be evaluated.
 	Error string `json:"error,omitempty"`
 	// Simulated marks a run against the in-process vendor fakes (--simulate).
@@ -68,6 +71,8 @@ type Alert struct {
 	Headers    map[string]string
 	Body       map[string]any
 	Deliveries int
+	// Failures is how many earlier deliveries ended in a vendor failure.
+	Failures int
 	// JournalID, when set, names the alert in the step journal instead of ID (see queue.Alert).
 	JournalID string
 }
@@ -193,7 +198,7 @@ func (e *Engine) env(a Alert, pb *playbook.Playbook) *playbook.Env {
 func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
 	return Outcome{
 		AlertID: a.ID, Subject: a.Subject, Playbook: name, StartedAt: started,
-		Worker: e.opts.Worker, Deliveries: a.Deliveries, Steps: []StepOutcome{}, Simulated: e.opts.Simulated,
+		Worker: e.opts.Worker, Deliveries: a.Deliveries, FailedDeliveries: a.Failures, Steps: []StepOutcome{}, Simulated: e.opts.Simulated,
 	}
 }
 

@@ -170,3 +170,83 @@ func TestOutcomeIDsSurviveStreamRecreation(t *testing.T) {
 		t.Errorf("alert id header %q: the published alert id stays the stream position", id)
 	}
 }
+
+// Only deliveries that ended in a vendor failure count against max_deliver: runs the worker
+// could not finish (here: handed back with Requeue, as after a panic or a shutdown) do not, so
+// rolling restarts cannot dead-letter an alert at its first vendor error.
+func TestDeliveryBudgetCountsVendorFailuresOnly(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name        string
+		script      []string // per delivery: requeue, fail, ok
+		wantDead    bool
+		wantDetail  string
+		wantHandled int
+	}{
+		{"four restarts, then two vendor failures, then success", []string{"requeue", "requeue", "requeue", "requeue", "fail", "fail", "ok"}, false, "", 7},
+		{"vendor failures run out after restarts", []string{"requeue", "requeue", "fail", "requeue", "fail", "fail"}, true,
+			"3 deliveries ended in a vendor failure (6 deliveries in all)", 6},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(c *queue.Config) { c.MaxDeliveries = 10 })
+			failures := make(chan int, 16)
+			rec := newRecorder(func(_ context.Context, a *queue.Alert, call int) queue.Verdict {
+				failures <- a.Failures
+				switch tc.script[min(call, len(tc.script))-1] {
+				case "requeue":
+					return queue.Verdict{Requeue: true}
+				case "fail":
+					return queue.Verdict{Retry: true, Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"failed"}`)}}}
+				}
+				return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"succeeded"}`)}}}
+			})
+			h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "budget-1"))
+			h.run(h.q, rec.handle)
+			if tc.wantDead {
+				dead := h.waitMessages("SOAR_DLQ", "soar.dlq.exhausted", 1)[0]
+				if d := dead.Header.Get(queue.HeaderDLQDetail); !strings.Contains(d, tc.wantDetail) {
+					t.Errorf("detail %q lacks %q", d, tc.wantDetail)
+				}
+			} else {
+				o := h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 1)[0]
+				if string(o.Data) != `{"status":"succeeded"}` {
+					t.Errorf("outcome %s", o.Data)
+				}
+			}
+			h.waitSettled()
+			if n := len(rec.calls()); n != tc.wantHandled {
+				t.Errorf("handled %d times, want %d", n, tc.wantHandled)
+			}
+			// Each delivery is told how many vendor failures came before it.
+			want, seen := 0, []int{}
+			for i := range tc.wantHandled {
+				seen = append(seen, <-failures)
+				if i > 0 && tc.script[i-1] == "fail" {
+					want++
+				}
+				if seen[i] != want {
+					t.Errorf("delivery %d: Failures = %d, want %d (seen %v)", i+1, seen[i], want, seen)
+				}
+			}
+		})
+	}
+}
+
+// The hard cap on deliveries still ends an alert that is never finished.
+func TestHardCapOnDeliveries(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.MaxDeliveries = 4 })
+	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict { return queue.Verdict{Requeue: true} })
+	h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "poison-2"))
+	h.run(h.q, rec.handle)
+	dead := h.waitMessages("SOAR_DLQ", "soar.dlq.exhausted", 1)[0]
+	if d := dead.Header.Get(queue.HeaderDLQDetail); !strings.Contains(d, "delivered 4 times without an end") {
+		t.Errorf("detail %q", d)
+	}
+	h.waitSettled()
+	if n := len(rec.calls()); n != 4 {
+		t.Errorf("handled %d times, want the cap of 4", n)
+	}
+}

@@ -25,7 +25,12 @@ type Config struct {
 	MaxInFlight   int // alerts one replica handles at once
 	MaxAckPending int // the consumer's limit, shared by all replicas
 	AckWait       time.Duration
-	MaxDeliver    int           // deliveries before an alert that keeps failing is dead-lettered
+	// MaxDeliver is how many deliveries may end in a vendor failure before the alert is
+	// dead-lettered as exhausted. Deliveries that ended otherwise (a shutdown, a crashed
+	// worker, an expired ack wait) do not count against it, only against MaxDeliveries.
+	MaxDeliver int
+	// MaxDeliveries caps every delivery of one alert, whatever ended it: the poison limit.
+	MaxDeliveries int
 	RetryDelay    time.Duration // nak delay after the first failed delivery; doubles each time
 	MaxRetryDelay time.Duration
 	// MaxRetryAfter caps how long a vendor's Retry-After may hold an alert back: a vendor asking
@@ -61,6 +66,7 @@ func DefaultConfig() Config {
 		MaxInFlight:     64,
 		AckWait:         30 * time.Second,
 		MaxDeliver:      5,
+		MaxDeliveries:   20,
 		RetryDelay:      10 * time.Second,
 		MaxRetryDelay:   5 * time.Minute,
 		MaxRetryAfter:   time.Hour,
@@ -99,6 +105,7 @@ func (c Config) withDefaults() Config {
 	setInt(&c.MaxInFlight, d.MaxInFlight)
 	setInt(&c.MaxAckPending, c.MaxInFlight*16)
 	setInt(&c.MaxDeliver, d.MaxDeliver)
+	setInt(&c.MaxDeliveries, max(d.MaxDeliveries, c.MaxDeliver*4))
 	setInt(&c.MaxAlertBytes, d.MaxAlertBytes)
 	setInt(&c.Replicas, d.Replicas)
 	if c.JournalMaxBytes <= 0 {
@@ -144,6 +151,9 @@ func (c Config) Validate() error {
 			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>', '/', '\\' or spaces", p.what, p.v))
 		}
 	}
+	if c.MaxDeliveries > 0 && c.MaxDeliveries < c.MaxDeliver {
+		problems = append(problems, fmt.Sprintf("max deliveries (%d) must be at least max deliver (%d)", c.MaxDeliveries, c.MaxDeliver))
+	}
 	if c.Replicas > 5 {
 		problems = append(problems, fmt.Sprintf("stream replicas must be from 1 to 5, got %d", c.Replicas))
 	}
@@ -166,10 +176,6 @@ func (c Config) OutcomeSubject(playbook string) string { return c.OutcomesPrefix
 
 // DLQSubject is where a dead letter with the given reason token goes.
 func (c Config) DLQSubject(reason string) string { return c.DLQPrefix + "." + reason }
-
-// maxDeliveries is the hard cap on deliveries of one alert, whatever ended them: past it an
-// alert that cannot even be dead-lettered is given up rather than offered for ever.
-func (c Config) maxDeliveries() int { return c.MaxDeliver * 4 }
 
 // retryDelay is the nak delay after the n-th failed delivery: exponential, capped. The worker
 // times redelivery itself (rather than the consumer's BackOff list, which would also override

@@ -26,6 +26,7 @@ func testConfig() queue.Config {
 	c.MaxAckPending = 0 // the default: MaxInFlight × 16
 	c.AckWait = 2 * time.Second
 	c.MaxDeliver = 3
+	c.MaxDeliveries = 6
 	c.RetryDelay = 20 * time.Millisecond
 	c.MaxRetryDelay = 100 * time.Millisecond
 	c.GracePeriod = 300 * time.Millisecond

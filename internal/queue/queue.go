@@ -55,6 +55,9 @@ type Alert struct {
 	// JournalID names this alert in the step journal: its ID, and for an ID made from the
 	// stream sequence also the time it was stored, since a recreated stream reuses sequences.
 	JournalID string
+	// Failures is how many earlier deliveries ended in a vendor failure: what counts against
+	// max_deliver. Deliveries counts every delivery, shutdowns and crashed workers included.
+	Failures int
 }
 
 // Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
@@ -73,6 +76,10 @@ type Verdict struct {
 	// RetryAfter, when longer than the worker's own delay, is how long the redelivery waits:
 	// a vendor's Retry-After.
 	RetryAfter time.Duration
+	// Requeue gives the alert back without counting a vendor failure: the run could not finish
+	// for a reason of the worker's own (a panic, a journal it could not read). Only the hard cap
+	// on deliveries bounds it.
+	Requeue bool
 }
 
 // Handler processes one alert. It must honour ctx: it is cancelled when shutdown's grace
@@ -105,6 +112,7 @@ func (nopObserver) DeadLettered(string)                 {}
 // Queue is a worker's view of JetStream.
 type Queue struct {
 	js         jetstream.JetStream
+	journal    *Journal // set by Ensure; counts vendor failures per alert
 	cfg        Config
 	log        *zap.Logger
 	obs        Observer
@@ -170,7 +178,8 @@ func (q *Queue) Ensure(ctx context.Context) (*Journal, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open step journal bucket %q: %w", c.JournalBucket, err)
 	}
-	return &Journal{kv: kv}, nil
+	q.journal = &Journal{kv: kv}
+	return q.journal, nil
 }
 
 func (q *Queue) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
@@ -347,10 +356,13 @@ func (q *Queue) boundTo(cc jetstream.ConsumerConfig) *Queue {
 		q.log.Warn("the consumer has a BackOff list: it also shortens the ack wait; riposte times redeliveries itself",
 			zap.String("consumer", cc.Durable), zap.Durations("backoff", cc.BackOff))
 	}
-	if cc.MaxDeliver > 0 && cc.MaxDeliver < b.cfg.MaxDeliver {
-		q.log.Warn("the consumer's max_deliver is lower than the worker's; dead-lettering after it",
-			zap.String("consumer", cc.Durable), zap.Int("max_deliver", cc.MaxDeliver), zap.Int("worker_max_deliver", q.cfg.MaxDeliver))
-		b.cfg.MaxDeliver = cc.MaxDeliver
+	if cc.MaxDeliver > 0 && cc.MaxDeliver < b.cfg.MaxDeliveries {
+		// The server counts every delivery: the worker's own cap must come first, so the last
+		// one is dead-lettered with its outcome instead of silently dropped.
+		q.log.Warn("the consumer's max_deliver is lower than the worker's cap on deliveries; dead-lettering after it",
+			zap.String("consumer", cc.Durable), zap.Int("max_deliver", cc.MaxDeliver), zap.Int("worker_max_deliveries", q.cfg.MaxDeliveries))
+		b.cfg.MaxDeliveries = cc.MaxDeliver
+		b.cfg.MaxDeliver = min(b.cfg.MaxDeliver, cc.MaxDeliver)
 	}
 	return &b
 }
@@ -382,23 +394,44 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return q.deadLetter(settle, msg, alert, reason, detail, nil, log)
 	}
 
+	if alert.Deliveries > q.cfg.MaxDeliveries {
+		detail := fmt.Sprintf("delivered %d times without an end (crashed workers, expired ack waits, shutdowns); at most %d are tried", alert.Deliveries-1, q.cfg.MaxDeliveries)
+		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted), zap.String("detail", detail))
+		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, nil, log)
+	}
+	if alert.Deliveries > 1 {
+		alert.Failures = q.failures(settle, alert, log)
+	}
+
 	stopBeat := q.heartbeat(msg, log)
 	verdict := q.safeHandle(ctx, h, alert, log)
 	stopBeat()
 
-	if verdict.Retry && ctx.Err() != nil {
+	if (verdict.Retry || verdict.Requeue) && ctx.Err() != nil {
 		// Shutdown, not the vendor, cut this run short: give it to another replica now rather
 		// than after a retry delay. Steps that finished are in the journal and will not repeat.
 		_ = msg.NakWithDelay(shutdownNakDelay)
 		return ResultRetried
 	}
-	if verdict.Retry && alert.Deliveries < q.cfg.MaxDeliver {
-		delay := max(q.cfg.retryDelay(uint64(alert.Deliveries)), min(verdict.RetryAfter, q.cfg.MaxRetryAfter))
-		log.Info("alert will be retried", zap.Duration("delay", delay))
-		if err := msg.NakWithDelay(delay); err != nil {
-			log.Warn("nak alert", zap.Error(err))
+	if verdict.Requeue {
+		if alert.Deliveries >= q.cfg.MaxDeliveries {
+			detail := fmt.Sprintf("delivered %d times without an end (the worker could not finish the run); at most %d are tried", alert.Deliveries, q.cfg.MaxDeliveries)
+			log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
+			return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 		}
+		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(alert.Deliveries)))
 		return ResultRetried
+	}
+	if verdict.Retry {
+		alert.Failures = q.addFailure(settle, alert, log)
+		if alert.Failures < q.cfg.MaxDeliver && alert.Deliveries < q.cfg.MaxDeliveries {
+			delay := max(q.cfg.retryDelay(uint64(alert.Failures)), min(verdict.RetryAfter, q.cfg.MaxRetryAfter))
+			log.Info("alert will be retried", zap.Duration("delay", delay), zap.Int("vendor_failures", alert.Failures))
+			if err := msg.NakWithDelay(delay); err != nil {
+				log.Warn("nak alert", zap.Error(err))
+			}
+			return ResultRetried
+		}
 	}
 	if err := q.publishOutcomes(settle, alert, verdict.Outcomes, log); err != nil {
 		if alert.Deliveries >= q.cfg.MaxDeliver {
@@ -413,14 +446,50 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return ResultRetried
 	}
 	if verdict.Retry {
-		detail := fmt.Sprintf("a step kept failing after %d deliveries", alert.Deliveries)
+		detail := fmt.Sprintf("a step kept failing: %d deliveries ended in a vendor failure (%d deliveries in all)", alert.Failures, alert.Deliveries)
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack alert", zap.Error(err))
 	}
+	q.clearFailures(settle, alert, log)
 	return ResultAcked
+}
+
+// failures reads how many earlier deliveries of a ended in a vendor failure. Unreadable, every
+// earlier delivery is taken to have failed: the old, stricter count.
+func (q *Queue) failures(ctx context.Context, a *Alert, log *zap.Logger) int {
+	if q.journal == nil {
+		return a.Deliveries - 1
+	}
+	n, err := q.journal.Failures(ctx, a.scopedID())
+	if err != nil {
+		log.Warn("read the alert's failure count; counting every earlier delivery", zap.Error(err))
+		return a.Deliveries - 1
+	}
+	return n
+}
+
+func (q *Queue) addFailure(ctx context.Context, a *Alert, log *zap.Logger) int {
+	if q.journal == nil {
+		return a.Deliveries
+	}
+	n, err := q.journal.AddFailure(ctx, a.scopedID())
+	if err != nil {
+		log.Warn("count the alert's vendor failure; counting every delivery", zap.Error(err))
+		return max(a.Deliveries, a.Failures+1)
+	}
+	return n
+}
+
+func (q *Queue) clearFailures(ctx context.Context, a *Alert, log *zap.Logger) {
+	if q.journal == nil || a.Failures == 0 {
+		return
+	}
+	if err := q.journal.ClearFailures(ctx, a.scopedID()); err != nil {
+		log.Warn("forget the alert's failure count", zap.Error(err))
+	}
 }
 
 // decode turns a delivery into an Alert, or names why it cannot be processed.
@@ -495,7 +564,7 @@ func (q *Queue) safeHandle(ctx context.Context, h Handler, a *Alert, log *zap.Lo
 	defer func() {
 		if r := recover(); r != nil {
 			log.Error("alert handler panicked", zap.Any("panic", r), zap.Stack("stack"))
-			v = Verdict{Retry: true}
+			v = Verdict{Requeue: true}
 		}
 	}()
 	return h(ctx, a)
@@ -623,7 +692,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, log)
 	}
 	if err != nil {
-		if a.Deliveries >= q.cfg.maxDeliveries() {
+		if a.Deliveries >= q.cfg.MaxDeliveries {
 			// The dead-letter stream cannot take it either, delivery after delivery. Terminated,
 			// the alert stays in its own stream at its sequence, where an operator can find it.
 			log.Error("alert can be neither processed nor dead-lettered; terminating it, it stays in the alerts stream",
@@ -637,6 +706,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		return ResultRetried
 	}
 	q.obs.DeadLettered(reason)
+	q.clearFailures(ctx, a, log)
 	if err := msg.TermWithReason(reason); err != nil {
 		log.Warn("terminate dead-lettered alert", zap.Error(err))
 	}
