@@ -216,7 +216,8 @@ func secretReader(env environ) func(string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("read %s_FILE: %w", name, err)
 		}
-		return strings.TrimSpace(string(b)), nil
+		// The line end an editor adds is no part of the secret; spaces may be.
+		return strings.TrimRight(string(b), "\r\n"), nil
 	}
 }
 

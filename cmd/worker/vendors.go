@@ -12,6 +12,7 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/actions/cyberark"
 	"github.com/riposte-soar/riposte/internal/actions/natspub"
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
@@ -22,6 +23,7 @@ import (
 func vendorList() []actions.Vendor {
 	return []actions.Vendor{
 		checkpoint.Vendor(),
+		cyberark.Vendor(),
 		natspub.Vendor(),
 	}
 }
@@ -153,6 +155,8 @@ func (v *vendors) configure(vendor actions.Vendor, simulate bool, env func(strin
 }
 
 // readSettings reads a vendor's declared variables, each also from the file NAME_FILE names.
+// A secret is taken as it is (a password may begin or end with a space); other values are
+// trimmed.
 func readSettings(vendor actions.Vendor, env func(string) (string, error)) (actions.Settings, error) {
 	s := make(actions.Settings, len(vendor.Vars))
 	for _, decl := range vendor.Vars {
@@ -160,7 +164,10 @@ func readSettings(vendor actions.Vendor, env func(string) (string, error)) (acti
 		if err != nil {
 			return nil, err
 		}
-		s[decl.Name] = strings.TrimSpace(val)
+		if !decl.Secret {
+			val = strings.TrimSpace(val)
+		}
+		s[decl.Name] = val
 	}
 	return s, nil
 }

@@ -65,6 +65,10 @@ func (c *CredentialCache) Get(ctx context.Context, refused string) (string, erro
 		if refused != "" && !slices.Contains(c.refused, refused) {
 			c.refused = append(c.refused[max(0, len(c.refused)-(maxRefused-1)):], refused)
 		}
+		if refused != "" && c.cur.Value == refused {
+			// Not to be handed to the next caller either, should the renewal fail.
+			c.cur = Credential{}
+		}
 		if c.cur.Value != "" && c.cur.Value != refused && (c.cur.RenewAt.IsZero() || c.now().Before(c.cur.RenewAt)) {
 			v := c.cur.Value
 			c.mu.Unlock()

@@ -192,3 +192,25 @@ func TestRedactor(t *testing.T) {
 		t.Error("a nil redactor changed text")
 	}
 }
+
+// A refused credential is not handed to the next caller when its renewal failed.
+func TestRefusedCredentialIsNotReusedAfterAFailedRenewal(t *testing.T) {
+	t.Parallel()
+	fetches := 0
+	cache := NewCredentialCache("session", "", func(context.Context) (Credential, error) {
+		fetches++
+		if fetches == 2 {
+			return Credential{}, errors.New("logon: HTTP 503")
+		}
+		return Credential{Value: fmt.Sprintf("s%d", fetches)}, nil
+	}, nil)
+	ctx := context.Background()
+	first, _ := cache.Get(ctx, "")
+	if _, err := cache.Get(ctx, first); err == nil {
+		t.Fatal("the failed renewal reported no error")
+	}
+	next, err := cache.Get(ctx, "")
+	if err != nil || next == first {
+		t.Errorf("next caller got %q, %v; want a fresh credential, not the refused %q", next, err, first)
+	}
+}
