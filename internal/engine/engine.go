@@ -32,14 +32,14 @@ const (
 
 // Outcome is DESIGN.md's outcome message.
 type Outcome struct {
-	AlertID    string        `json:"alert_id"`
-	Subject    string        `json:"subject"`
-	Playbook   string        `json:"playbook"`
-	Status     string        `json:"status"`
-	StartedAt  time.Time     `json:"started_at"`
-	FinishedAt time.Time     `json:"finished_at"`
-	Worker     string        `json:"worker"`
-	Deliveries int           `json:"deliveries"`
+	AlertID    string    `json:"alert_id"`
+	Subject    string    `json:"subject"`
+	Playbook   string    `json:"playbook"`
+	Status     string    `json:"status"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	Worker     string    `json:"worker"`
+	Deliveries int       `json:"deliveries"`
 	// FailedDeliveries counts the earlier deliveries that ended in a vendor failure, the ones
 	// that count against max_deliver; absent when there were none.
 	FailedDeliveries int           `json:"failed_deliveries,omitempty"`
