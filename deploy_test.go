@@ -18,8 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// documentedEnv is every environment variable DESIGN.md documents ("Worker configuration" and
-// "Vendor configuration"). Keep it in step with DESIGN.md.
+// documentedEnv is the environment variables docs/configuration.md documents that the deploy
+// files may set. Keep it in step with the docs.
 var documentedEnv = func() []string {
 	names := []string{
 		// Worker configuration.
@@ -34,6 +34,8 @@ var documentedEnv = func() []string {
 		"GZ_BASE_URL", "GZ_API_KEY",
 		// CyberArk PVWA / PTA.
 		"PVWA_BASE_URL", "PVWA_USERNAME", "PVWA_PASSWORD", "PVWA_AUTH_METHOD",
+		// Client-side rate limits.
+		"HEC_RATE_LIMIT", "GZ_RATE_LIMIT", "PVWA_RATE_LIMIT",
 	}
 	// "Each secret also as NAME_FILE holding a path."
 	for _, secret := range []string{
@@ -173,7 +175,7 @@ func TestComposeWorkerEnvironment(t *testing.T) {
 	}
 	for name := range env {
 		if !slices.Contains(documentedEnv, name) {
-			t.Errorf("worker sets %s, which DESIGN.md does not document", name)
+			t.Errorf("worker sets %s, which docs/configuration.md does not document", name)
 		}
 	}
 	if got := env["NATS_URL"]; got == nil || !strings.HasPrefix(*got, "nats://nats:") {
@@ -408,7 +410,7 @@ func TestDockerfileEnvDocumented(t *testing.T) {
 		}
 		for _, n := range names {
 			if !slices.Contains(documentedEnv, n) {
-				t.Errorf("Dockerfile:%d: ENV %s is not documented in DESIGN.md", in.line, n)
+				t.Errorf("Dockerfile:%d: ENV %s is not documented in docs/configuration.md", in.line, n)
 			}
 		}
 	}

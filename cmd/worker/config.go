@@ -179,7 +179,7 @@ func (s *settings) finish(env environ) error {
 	return err
 }
 
-// natsAuth reads DESIGN.md's NATS_* credentials, secrets also from their _FILE form.
+// natsAuth reads the NATS_* credentials of docs/configuration.md, secrets also from their _FILE form.
 func natsAuth(env environ) (queue.Auth, error) {
 	secret := secretReader(env)
 	var errs []error

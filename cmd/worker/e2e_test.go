@@ -135,7 +135,7 @@ func TestUnmatchedAlert(t *testing.T) {
 		if steps, ok := o["steps"].([]any); !ok || len(steps) != 0 {
 			t.Errorf("unmatched steps = %#v, want []", o["steps"])
 		}
-		if got, want := m.Headers().Get(nats.MsgIdHdr), fmt.Sprint(o["alert_id"])+":"; got != want { // DESIGN: <alert_id>:<playbook>, playbook empty
+		if got, want := m.Headers().Get(nats.MsgIdHdr), fmt.Sprint(o["alert_id"])+":"; got != want { // docs/playbooks.md: <alert_id>:<playbook>, playbook empty
 			t.Errorf("Nats-Msg-Id = %q, want %q", got, want)
 		}
 		subjects[fmt.Sprint(o["alert_id"])] = fmt.Sprint(o["subject"])

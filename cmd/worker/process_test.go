@@ -24,7 +24,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
 )
 
-// These tests run the built binary the way an operator does: configuration from DESIGN.md's
+// These tests run the built binary the way an operator does: configuration from docs/configuration.md's
 // environment variables only, a signal to stop.
 
 var (

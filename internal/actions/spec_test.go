@@ -19,7 +19,7 @@ func stub(name string) Action {
 	return stubAction{spec: Spec{Name: name, Vendor: strings.SplitN(name, ".", 2)[0]}}
 }
 
-// catalogue is DESIGN.md's action catalogue, used to check suggestions against realistic names.
+// catalogue is the action catalogue of docs/actions.md, used to check suggestions against realistic names.
 var catalogue = []string{
 	"checkpoint.quarantine_entity", "checkpoint.restore_entity", "checkpoint.entity_action",
 	"checkpoint.get_event", "checkpoint.get_exceptions",

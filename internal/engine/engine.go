@@ -30,7 +30,7 @@ const (
 	StatusReused = "reused"
 )
 
-// Outcome is DESIGN.md's outcome message.
+// Outcome is the outcome message of docs/playbooks.md.
 type Outcome struct {
 	AlertID    string    `json:"alert_id"`
 	Subject    string    `json:"subject"`

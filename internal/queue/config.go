@@ -53,7 +53,7 @@ type Config struct {
 	Replicas int
 }
 
-// DefaultConfig is DESIGN.md's defaults.
+// DefaultConfig is the defaults docs/configuration.md lists.
 func DefaultConfig() Config {
 	return Config{
 		AlertsStream:    "SOAR_ALERTS",

@@ -37,7 +37,7 @@ func TestConnectRejectsHalfAMutualTLSPair(t *testing.T) {
 	}
 }
 
-// NATS_NKEY_SEED may hold the seed itself (as DESIGN.md's secrets do, or via its _FILE form)
+// NATS_NKEY_SEED may hold the seed itself (as docs/configuration.md's secrets do, or via its _FILE form)
 // or, as the nats tools take it, the path of a seed file; both authenticate.
 func TestConnectWithNKey(t *testing.T) {
 	t.Parallel()
