@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
 
@@ -113,6 +114,7 @@ type settings struct {
 	natsAuth    queue.Auth
 	vendorEnv   func(string) (string, error)
 	maxInFlight int
+	breaker     actions.GuardSettings
 }
 
 // defineCommon declares the flags shared by the commands that read playbooks.
@@ -135,9 +137,12 @@ func defineWorker(f *envFlags, s *settings) {
 	f.StringOrEmpty(&s.httpAddr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "metrics and health endpoints; empty disables")
 	f.String(&s.natsListen, "nats-listen", "RIPOSTE_NATS_LISTEN", "127.0.0.1:4222", "where the embedded server listens (only when NATS_URL is unset)")
 	f.Int(&s.maxInFlight, "max-in-flight", "RIPOSTE_MAX_IN_FLIGHT", d.MaxInFlight, "alerts processed at once by one replica")
-	f.Int(&q.MaxAckPending, "max-ack-pending", "RIPOSTE_MAX_ACK_PENDING", 0, "the shared consumer's max_ack_pending when the worker creates it (default max-in-flight × 16)")
+	f.Int(&q.MaxAckPending, "max-ack-pending", "RIPOSTE_MAX_ACK_PENDING", 0, "the shared consumer's max_ack_pending when the worker creates it: room for every alert waiting out a vendor outage (default 20000, or max-in-flight × 16 when larger)")
 	f.String(&q.Consumer, "consumer", "RIPOSTE_CONSUMER", d.Consumer, "the shared durable consumer's name")
 	f.Bool(&s.simulate, "simulate", "RIPOSTE_SIMULATE", false, "every vendor is its in-process fake")
+	g := actions.DefaultGuardSettings(d.MaxInFlight)
+	f.Int(&s.breaker.Failures, "breaker-failures", "RIPOSTE_BREAKER_FAILURES", g.Failures, "retryable failures in a row that open a vendor's circuit breaker")
+	f.Duration(&s.breaker.OpenFor, "breaker-open-for", "RIPOSTE_BREAKER_OPEN_FOR", g.OpenFor, "how long an open breaker holds a vendor's steps back before one probe (doubles after each failed probe)")
 	f.String(&q.AlertsStream, "alerts-stream", "RIPOSTE_ALERTS_STREAM", d.AlertsStream, "stream of alerts")
 	f.String(&s.subjects, "alerts-subjects", "RIPOSTE_ALERTS_SUBJECTS", strings.Join(d.AlertsSubjects, ","), "comma-separated subjects the alerts stream captures when the worker creates it")
 	f.String(&q.OutcomesStream, "outcomes-stream", "RIPOSTE_OUTCOMES_STREAM", d.OutcomesStream, "stream of outcomes")
@@ -166,6 +171,11 @@ func (s *settings) finish(env environ) error {
 	if s.maxInFlight < 1 {
 		return fmt.Errorf("--max-in-flight must be at least 1, got %d", s.maxInFlight)
 	}
+	if s.breaker.Failures < 1 || s.breaker.OpenFor <= 0 {
+		return fmt.Errorf("--breaker-failures must be at least 1 and --breaker-open-for positive, got %d and %s", s.breaker.Failures, s.breaker.OpenFor)
+	}
+	g := actions.DefaultGuardSettings(s.maxInFlight)
+	s.breaker.MaxOpenFor, s.breaker.SlowAfter, s.breaker.MaxCalls = max(g.MaxOpenFor, s.breaker.OpenFor), g.SlowAfter, g.MaxCalls
 	s.queue.AlertsSubjects = nil
 	for _, subj := range strings.Split(s.subjects, ",") {
 		if subj = strings.TrimSpace(subj); subj != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
@@ -108,6 +109,7 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 	defer stopHEC()
 
 	s.maxInFlight = 8
+	s.breaker = actions.DefaultGuardSettings(s.maxInFlight)
 	s.queue = queue.DefaultConfig()
 	s.queue.RetryDelay = 500 * time.Millisecond
 	vendorEnv := map[string]string{"HEC_BASE_URL": hecURL, "HEC_CLIENT_ID": clientID, "HEC_ACCESS_KEY": accessKey}

@@ -76,14 +76,18 @@ func (v *vendors) bind(nc *nats.Conn) error {
 	return nil
 }
 
-// dispatcherOptions are the vendors' rate limits, for the dispatcher that runs their actions.
-func (v *vendors) dispatcherOptions() []actions.DispatcherOption {
+// dispatcherOptions are the vendors' rate limits and guards, for the dispatcher that runs their
+// actions.
+func (v *vendors) dispatcherOptions(guard actions.GuardSettings) []actions.DispatcherOption {
 	var opts []actions.DispatcherOption
-	for _, name := range sortedKeys(v.limits) {
-		opts = append(opts, actions.WithRateLimit(name, v.limits[name]))
+	for _, name := range v.names() {
+		opts = append(opts, actions.WithRateLimit(name, v.limits[name]), actions.WithGuard(name, guard))
 	}
 	return opts
 }
+
+// names lists the configured vendors.
+func (v *vendors) names() []string { return sortedKeys(v.limits) }
 
 // newVendors configures every vendor a playbook uses, from the environment or, with simulate,
 // as its in-process fake. Every missing or malformed variable is reported at once, per vendor,

@@ -70,7 +70,8 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	q.SetObserver(w.metrics)
-	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(), actions.WithObserver(w.metrics))...)
+	w.metrics.Vendors(w.vendors.names()...)
+	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(w.settings.breaker), actions.WithObserver(w.metrics))...)
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics,
 	})
@@ -91,7 +92,10 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 		res := e.Process(ctx, engine.Alert{
 			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID,
 		})
-		v := queue.Verdict{Retry: res.Retry, RetryAfter: res.RetryAfter, Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
+		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
+		// without using up the alert's budget of vendor failures.
+		v := queue.Verdict{Retry: res.Retry && !res.HeldBack, Requeue: res.HeldBack, RetryAfter: res.RetryAfter,
+			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
 			b, err := json.Marshal(o)
 			if err != nil || len(b) > maxOutcome {

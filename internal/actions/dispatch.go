@@ -41,8 +41,12 @@ type Result struct {
 	// cut short by shutdown): the alert should be redelivered later rather than given up.
 	Retryable bool
 	// RetryAfter is how long the vendor asked to be left alone in its last answer
-	// (Retry-After), when that answer ended the retries.
+	// (Retry-After), when that answer ended the retries, or when the vendor's breaker will next
+	// let a call through.
 	RetryAfter time.Duration
+	// HeldBack says no request reached the vendor at all: its breaker was open or its bulkhead
+	// full. The alert should wait for the vendor, but this was no vendor failure.
+	HeldBack bool
 }
 
 // How one attempt ended, as Observer.ActionAttempted reports it.
@@ -60,12 +64,16 @@ type Observer interface {
 	ActionAttempted(action, result, reason string)
 	// ActionFinished reports one Run: every attempt and the waits between them.
 	ActionFinished(action string, took time.Duration)
+	// BreakerChanged reports a vendor's circuit breaker moving between BreakerClosed,
+	// BreakerHalfOpen and BreakerOpen.
+	BreakerChanged(vendor, from, to string)
 }
 
 type nopObserver struct{}
 
 func (nopObserver) ActionAttempted(string, string, string) {}
 func (nopObserver) ActionFinished(string, time.Duration)   {}
+func (nopObserver) BreakerChanged(string, string, string)  {}
 
 // Dispatcher runs actions with retries. It alone decides whether and when to try again.
 type Dispatcher struct {
@@ -74,6 +82,9 @@ type Dispatcher struct {
 	timer  backoff.Timer  // nil: real time
 	obs    Observer
 	limits map[string]*rate.Limiter // by vendor; absent: no limit
+	guards map[string]*guard        // by vendor; absent: none
+	guardS map[string]GuardSettings // what WithGuard asked for, built by NewDispatcher
+	now    func() time.Time
 }
 
 // DispatcherOption adjusts a Dispatcher.
@@ -107,13 +118,45 @@ func WithRateLimit(vendor string, perSecond float64) DispatcherOption {
 	}
 }
 
+// WithGuard gives a vendor a circuit breaker and a bulkhead (see GuardSettings), shared by every
+// step of the process.
+func WithGuard(vendor string, s GuardSettings) DispatcherOption {
+	return func(d *Dispatcher) { d.guardS[vendor] = s }
+}
+
+// WithClock replaces the clock the breakers read; tests step it.
+func WithClock(now func() time.Time) DispatcherOption {
+	return func(d *Dispatcher) { d.now = now }
+}
+
 // NewDispatcher returns a dispatcher that logs each retry to log.
 func NewDispatcher(log *zap.Logger, opts ...DispatcherOption) *Dispatcher {
-	d := &Dispatcher{log: log, jitter: rand.Float64, obs: nopObserver{}, limits: map[string]*rate.Limiter{}}
+	d := &Dispatcher{log: log, jitter: rand.Float64, obs: nopObserver{}, limits: map[string]*rate.Limiter{},
+		guards: map[string]*guard{}, guardS: map[string]GuardSettings{}, now: time.Now}
 	for _, o := range opts {
 		o(d)
 	}
+	for vendor, s := range d.guardS {
+		d.guards[vendor] = newGuard(vendor, s, d.now, d.breakerChanged)
+	}
 	return d
+}
+
+func (d *Dispatcher) breakerChanged(vendor, from, to string) {
+	log := d.log.Info
+	if to == BreakerOpen {
+		log = d.log.Warn
+	}
+	log("vendor circuit breaker", zap.String("vendor", vendor), zap.String("from", from), zap.String("to", to))
+	d.obs.BreakerChanged(vendor, from, to)
+}
+
+// BreakerState is the state of a vendor's breaker, BreakerClosed when it has none.
+func (d *Dispatcher) BreakerState(vendor string) string {
+	if g := d.guards[vendor]; g != nil {
+		return g.State()
+	}
+	return BreakerClosed
 }
 
 // Run calls a with in until it succeeds, fails permanently, exhausts p, or ctx ends.
@@ -127,6 +170,7 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 	}
 	p = p.normalised()
 	lim := d.limits[spec.Vendor]
+	grd := d.guards[spec.Vendor]
 
 	var (
 		res     Result
@@ -134,9 +178,25 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 	)
 	bo := &stepBackOff{policy: p, jitter: d.jitter}
 	op := func() error {
+		var admitted *call
+		if grd != nil {
+			var held *HeldBackError
+			if admitted, held = grd.admit(); held != nil {
+				// No request: the alert goes back to the queue until the vendor is tried again,
+				// rather than holding a slot for it.
+				if lastErr == nil {
+					res.HeldBack = true
+				}
+				lastErr = held
+				return backoff.Permanent(held)
+			}
+		}
 		if lim != nil {
 			if err := lim.Wait(ctx); err != nil {
 				// Shutdown while waiting for the vendor's turn: no attempt was made.
+				if admitted != nil {
+					admitted.end(context.Canceled)
+				}
 				if lastErr == nil {
 					lastErr = fmt.Errorf("%s: waiting for the %s rate limit: %w", spec.Name, spec.Vendor, err)
 				}
@@ -154,6 +214,9 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		out, err := a.Run(actx, in)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
+		if admitted != nil {
+			admitted.end(breakerVerdict(err, timedOut))
+		}
 		if err == nil {
 			d.obs.ActionAttempted(spec.Name, AttemptOK, "")
 			res.Output = out
@@ -204,12 +267,16 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		res.Err = lastErr
 	}
 	res.Retryable = !IsPermanent(lastErr)
+	var held *HeldBackError
+	if errors.As(lastErr, &held) {
+		res.RetryAfter = held.After
+	}
 	var partial *PartialError
 	if errors.As(lastErr, &partial) {
 		res.Output = partial.Output
 	}
 	var ra *RetryAfterError
-	if res.Retryable && errors.As(lastErr, &ra) {
+	if res.Retryable && errors.As(lastErr, &ra) && held == nil {
 		res.RetryAfter = ra.After
 	}
 	return res
@@ -291,4 +358,21 @@ func Pace(ctx context.Context) error {
 		return nil
 	}
 	return p.lim.Wait(ctx)
+}
+
+// breakerVerdict is how an attempt counts for the vendor's breaker: an attempt cut short by
+// shutdown says nothing about the vendor; one that ran out of time is a failure.
+func breakerVerdict(err error, timedOut bool) error {
+	var unauthorized *UnauthorizedError
+	switch {
+	case err == nil:
+		return nil
+	case timedOut:
+		return err
+	case errors.Is(err, context.Canceled):
+		return context.Canceled
+	case errors.As(err, &unauthorized):
+		return Permanent(err) // the vendor answered; the credentials are the problem
+	}
+	return err
 }

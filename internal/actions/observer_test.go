@@ -24,6 +24,8 @@ func (r *recordingObserver) ActionAttempted(action, result, reason string) {
 	r.attempts = append(r.attempts, strings.TrimSpace(action+" "+result+" "+reason))
 }
 
+func (r *recordingObserver) BreakerChanged(string, string, string) {}
+
 func (r *recordingObserver) ActionFinished(action string, took time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -84,8 +84,11 @@ type Result struct {
 	// outcomes then describe this delivery, to be published only if no delivery is left.
 	Retry bool
 	// RetryAfter is the longest wait a vendor asked for (Retry-After) among the failures that
-	// set Retry: the redelivery should not come sooner.
+	// set Retry, or until a held-back vendor is tried again: the redelivery should not come sooner.
 	RetryAfter time.Duration
+	// HeldBack is set, with Retry, when no retried step reached its vendor (its breaker was
+	// open or its bulkhead full): the alert waits for the vendor, but no vendor failed it.
+	HeldBack bool
 }
 
 // Journal stores the results of steps that succeeded, so a redelivered alert does not repeat
@@ -145,6 +148,7 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 // Process runs every matching playbook for one alert.
 func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	var res Result
+	realRetry := false // some run stopped on a vendor's failure, not only on a held-back vendor
 	for _, pb := range e.playbooks {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
@@ -168,11 +172,14 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		if !match {
 			continue
 		}
-		out, retry, after := e.run(ctx, a, pb, env)
+		out, end := e.run(ctx, a, pb, env)
 		res.Outcomes = append(res.Outcomes, out)
-		res.Retry = res.Retry || retry
-		res.RetryAfter = max(res.RetryAfter, after)
+		res.Retry = res.Retry || end.retry
+		res.RetryAfter = max(res.RetryAfter, end.retryAfter)
+		res.HeldBack = res.HeldBack || end.heldBack
+		realRetry = realRetry || (end.retry && !end.heldBack)
 	}
+	res.HeldBack = res.HeldBack && !realRetry && ctx.Err() == nil
 	if len(res.Outcomes) == 0 {
 		now := e.now()
 		out := e.outcome(a, "", now)
@@ -202,8 +209,8 @@ func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
 	}
 }
 
-// run executes one playbook's steps in order. retry reports a retryable failure that stopped it.
-func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, retry bool, retryAfter time.Duration) {
+// run executes one playbook's steps in order; end says whether a retryable failure stopped it.
+func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, end stepEnd) {
 	out = e.outcome(a, pb.Name, e.now())
 	out.Status = StatusSucceeded
 	log := e.opts.Log.With(zap.String("alert_id", a.ID), zap.String("playbook", pb.Name))
@@ -212,23 +219,27 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
 		observed := so.Status
 		if !stopped {
-			var end stepEnd
-			so, end = e.step(ctx, a, pb, st, env, log)
+			var se stepEnd
+			so, se = e.step(ctx, a, pb, st, env, log)
 			observed = so.Status
-			if end.reused {
+			if se.reused {
 				observed = StatusReused
 			}
 			if so.Status == StatusFailed {
 				out.Status = StatusFailed
 				switch {
-				case end.retry && ctx.Err() != nil:
+				case se.retry && ctx.Err() != nil:
 					// Shutdown, not the vendor, cut the step short: whatever on_error says,
 					// this run is not finished and its outcome must not be published.
-					stopped, retry = true, true
+					stopped, end.retry = true, true
+				case se.retry && se.heldBack:
+					// The vendor is being left alone: whatever on_error says, the step has not
+					// had its chance yet; the run waits for the vendor.
+					stopped, end = true, se
 				case st.OnError != playbook.OnErrorContinue:
-					stopped, retry = true, retry || end.retry
-					if end.retry {
-						retryAfter = max(retryAfter, end.retryAfter)
+					stopped, end.retry = true, end.retry || se.retry
+					if se.retry {
+						end.retryAfter = max(end.retryAfter, se.retryAfter)
 					}
 				}
 			}
@@ -238,8 +249,8 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 		out.Steps = append(out.Steps, so)
 	}
 	out.FinishedAt = e.now()
-	log.Info("playbook finished", zap.String("status", out.Status), zap.Bool("retry", retry))
-	return out, retry, retryAfter
+	log.Info("playbook finished", zap.String("status", out.Status), zap.Bool("retry", end.retry), zap.Bool("held_back", end.heldBack))
+	return out, end
 }
 
 // journalRecord is what the journal keeps of a succeeded step.
@@ -255,6 +266,7 @@ type stepEnd struct {
 	retry      bool          // it failed in a way a later delivery may fix
 	retryAfter time.Duration // the vendor asked not to be called again before this
 	reused     bool          // the journal supplied the result
+	heldBack   bool          // no request reached the vendor: its breaker or bulkhead held it back
 }
 
 func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
@@ -305,7 +317,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 			so.Output = r.Output
 		}
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
-		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter}
+		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter, heldBack: r.HeldBack}
 	}
 	// Clients decode with UseNumber to keep ids exact; expressions need real numbers, the
 	// same ones a journal replay will give.

@@ -28,6 +28,8 @@ type Metrics struct {
 	actionDuration *prometheus.HistogramVec
 	alertsInFlight prometheus.Gauge
 	alertDuration  prometheus.Histogram
+	breakerState   *prometheus.GaugeVec
+	breakerChanges *prometheus.CounterVec
 }
 
 var (
@@ -77,6 +79,14 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "alerts_in_flight",
 			Help: "Alert deliveries this worker is processing now.",
 		}),
+		breakerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "vendor_breaker_state",
+			Help: "Each vendor's circuit breaker: 0 closed (calls go through), 1 half open (one probe in flight), 2 open (calls held back).",
+		}, []string{"vendor"}),
+		breakerChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "vendor_breaker_changes_total",
+			Help: "Circuit breaker state changes, by vendor and the state entered.",
+		}, []string{"vendor", "to"}),
 		alertDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Name: "alert_duration_seconds",
 			Help:    "Time from receiving an alert delivery to its ack, nak or term.",
@@ -88,7 +98,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.alertsFinished.WithLabelValues(r)
 	}
 	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
-		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration)
+		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges)
 	return m
 }
 
@@ -141,6 +151,28 @@ func (m *Metrics) ActionAttempted(action, result, reason string) {
 		return
 	}
 	m.actionAttempts.WithLabelValues(action, result, reason).Inc()
+}
+
+// Vendors makes each vendor's breaker state start at closed, so alerts on it work from the start.
+func (m *Metrics) Vendors(names ...string) {
+	if m == nil {
+		return
+	}
+	for _, v := range names {
+		m.breakerState.WithLabelValues(v).Set(0)
+		for _, to := range []string{actions.BreakerClosed, actions.BreakerHalfOpen, actions.BreakerOpen} {
+			m.breakerChanges.WithLabelValues(v, to)
+		}
+	}
+}
+
+// BreakerChanged implements actions.Observer.
+func (m *Metrics) BreakerChanged(vendor, _, to string) {
+	if m == nil {
+		return
+	}
+	m.breakerState.WithLabelValues(vendor).Set(map[string]float64{actions.BreakerClosed: 0, actions.BreakerHalfOpen: 1, actions.BreakerOpen: 2}[to])
+	m.breakerChanges.WithLabelValues(vendor, to).Inc()
 }
 
 // ActionFinished implements actions.Observer.

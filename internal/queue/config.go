@@ -103,7 +103,9 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	setInt(&c.MaxInFlight, d.MaxInFlight)
-	setInt(&c.MaxAckPending, c.MaxInFlight*16)
+	// Alerts waiting out a vendor's outage stay pending: there must be room for them and for
+	// new alerts alike, or one vendor's backlog would stop deliveries for every other.
+	setInt(&c.MaxAckPending, max(c.MaxInFlight*16, defaultMaxAckPending))
 	setInt(&c.MaxDeliver, d.MaxDeliver)
 	setInt(&c.MaxDeliveries, max(d.MaxDeliveries, c.MaxDeliver*4))
 	setInt(&c.MaxAlertBytes, d.MaxAlertBytes)
@@ -165,6 +167,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// defaultMaxAckPending leaves room for about half an hour of alerts at 10 a second parked
+// behind an outage, beside the replicas' own in-flight work.
+const defaultMaxAckPending = 20000
 
 // bucketName is what JetStream accepts as a key-value bucket name.
 var bucketName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)

@@ -60,14 +60,14 @@ func TestConfigValidate(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	t.Parallel()
 	c := Config{MaxInFlight: 5}.withDefaults()
-	if c.MaxAckPending != 80 {
-		t.Errorf("max ack pending = %d, want max in flight × 16 = 80", c.MaxAckPending)
+	if c.MaxAckPending != 20000 {
+		t.Errorf("max ack pending = %d, want 20000, room for alerts parked behind an outage", c.MaxAckPending)
 	}
 	if c.AlertsStream != "SOAR_ALERTS" || c.Consumer != "riposte" || c.JournalBucket != "riposte_steps" {
 		t.Errorf("names not defaulted: %+v", c)
 	}
-	if got := (Config{}).withDefaults().MaxAckPending; got != 64*16 {
-		t.Errorf("max ack pending with every default = %d, want 1024", got)
+	if got := (Config{MaxInFlight: 2000}).withDefaults().MaxAckPending; got != 2000*16 {
+		t.Errorf("max ack pending for 2000 in flight = %d, want max in flight × 16 = 32000", got)
 	}
 	if got := (Config{MaxInFlight: 5, MaxAckPending: 7}).withDefaults().MaxAckPending; got != 7 {
 		t.Errorf("a configured max ack pending became %d, want 7", got)

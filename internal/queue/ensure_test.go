@@ -61,8 +61,8 @@ func TestEnsureCreatesStreamsConsumerAndJournal(t *testing.T) {
 	if ci.Config.AckPolicy != jetstream.AckExplicitPolicy {
 		t.Errorf("consumer ack policy = %v, want explicit", ci.Config.AckPolicy)
 	}
-	if ci.Config.MaxAckPending != 3*16 {
-		t.Errorf("consumer max ack pending = %d, want max in flight × 16 = 48", ci.Config.MaxAckPending)
+	if ci.Config.MaxAckPending != 20000 {
+		t.Errorf("consumer max ack pending = %d, want 20000: room for alerts parked behind an outage", ci.Config.MaxAckPending)
 	}
 	if ci.Config.MaxDeliver != -1 {
 		t.Errorf("consumer max deliver = %d, want -1 (the worker counts deliveries)", ci.Config.MaxDeliver)

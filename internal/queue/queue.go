@@ -419,7 +419,13 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 			return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 		}
-		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(alert.Deliveries)))
+		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
+		if verdict.RetryAfter > 0 {
+			// A vendor held back by its breaker: come back when it will next be tried.
+			delay = min(verdict.RetryAfter, q.cfg.MaxRetryAfter)
+		}
+		log.Info("alert handed back", zap.Duration("delay", delay))
+		_ = msg.NakWithDelay(delay)
 		return ResultRetried
 	}
 	if verdict.Retry {
@@ -442,7 +448,13 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			return q.deadLetter(settle, msg, alert, dlqReasonUnpublished, detail, verdict.Outcomes, log)
 		}
 		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
-		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(alert.Deliveries)))
+		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
+		if verdict.RetryAfter > 0 {
+			// A vendor held back by its breaker: come back when it will next be tried.
+			delay = min(verdict.RetryAfter, q.cfg.MaxRetryAfter)
+		}
+		log.Info("alert handed back", zap.Duration("delay", delay))
+		_ = msg.NakWithDelay(delay)
 		return ResultRetried
 	}
 	if verdict.Retry {
