@@ -19,7 +19,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
 	"github.com/riposte-soar/riposte/internal/queue"
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
 )
@@ -169,17 +168,13 @@ func runTool(t *testing.T, stdin string, args ...string) string {
 func TestProcessRunsFromEnvironmentAndStopsOnSIGTERM(t *testing.T) {
 	t.Parallel()
 	emb := queuetest.StartJetStream(t)
-	hec := checkpoint.NewFake(testClientID, testAccessKey)
-	hec.AddEvent(map[string]any{"eventId": "ev-1", "state": "new"})
-	hecURL, stopHEC := hec.Start()
-	t.Cleanup(stopHEC)
+	fakes := startFakeVendors(t)
+	hec := fakes.hec
 	httpAddr := freeAddr(t)
 
-	p := startProcess(t, []string{
-		"NATS_URL=" + emb.URL(),
-		"HEC_BASE_URL=" + hecURL, "HEC_CLIENT_ID=" + testClientID, "HEC_ACCESS_KEY=" + testAccessKey,
-		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=" + httpAddr,
-	}, "run")
+	p := startProcess(t, fakes.environ(map[string]string{
+		"NATS_URL": emb.URL(), "RIPOSTE_PLAYBOOKS": shippedPlaybooks, "RIPOSTE_HTTP_ADDR": httpAddr,
+	}), "run")
 	p.waitLog(t, `"msg":"worker ready"`)
 
 	for _, path := range []string{"/healthz", "/readyz"} {
@@ -282,9 +277,13 @@ func TestRunRefusesToStart(t *testing.T) {
 		{"broken playbook", map[string]string{"RIPOSTE_PLAYBOOKS": "testdata/broken"},
 			[]string{"testdata/broken/bad.yaml:6: ", `unknown action "checkpoint.quarantine"`}},
 		{"missing vendor variables", map[string]string{"RIPOSTE_PLAYBOOKS": shippedPlaybooks},
-			[]string{"checkpoint (used by phishing-quarantine)", "HEC_CLIENT_ID, HEC_ACCESS_KEY not set"}},
-		{"unknown region", map[string]string{"RIPOSTE_PLAYBOOKS": shippedPlaybooks, "HEC_REGION": "mars", "HEC_CLIENT_ID": "a", "HEC_ACCESS_KEY": "b"},
-			[]string{"HEC_REGION", "mars"}},
+			[]string{"checkpoint (used by credential-theft-chain, phishing-quarantine, phishing-release-false-positive): HEC_CLIENT_ID, HEC_ACCESS_KEY not set",
+				"gravityzone (used by credential-theft-chain, gravityzone-false-positive, gravityzone-incident-containment): GZ_BASE_URL, GZ_API_KEY not set",
+				"cyberark (used by credential-theft-chain, pta-close-remediated): PVWA_BASE_URL, PVWA_USERNAME, PVWA_PASSWORD not set"}},
+		// A malformed value is reported beside the missing ones, not hidden behind them.
+		{"unknown region and a bad auth method", map[string]string{"RIPOSTE_PLAYBOOKS": shippedPlaybooks, "HEC_REGION": "mars",
+			"HEC_CLIENT_ID": "a", "PVWA_AUTH_METHOD": "kerberos", "GZ_RATE_LIMIT": "-1"},
+			[]string{"HEC_ACCESS_KEY not set", "HEC_REGION", "mars", "PVWA_AUTH_METHOD", "kerberos", "GZ_RATE_LIMIT", "GZ_BASE_URL, GZ_API_KEY not set"}},
 		{"bad environment value", map[string]string{"RIPOSTE_MAX_IN_FLIGHT": "lots"},
 			[]string{`RIPOSTE_MAX_IN_FLIGHT="lots"`}},
 		{"no playbooks", map[string]string{"RIPOSTE_PLAYBOOKS": t.TempDir()},
@@ -423,8 +422,8 @@ func TestProcessReplicasShareTheConsumer(t *testing.T) {
 func TestProcessCrashMidAlertLosesNothing(t *testing.T) {
 	t.Parallel()
 	emb := queuetest.StartJetStream(t)
-	hec := checkpoint.NewFake(testClientID, testAccessKey)
-	hec.AddEvent(map[string]any{"eventId": "ev-1", "state": "new"})
+	fakes := startFakeVendors(t)
+	hec := fakes.hec
 	entered, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -448,10 +447,10 @@ func TestProcessCrashMidAlertLosesNothing(t *testing.T) {
 			close(release)
 		}
 	})
-	env := []string{
-		"NATS_URL=" + emb.URL(), "HEC_BASE_URL=" + srv.URL, "HEC_CLIENT_ID=" + testClientID, "HEC_ACCESS_KEY=" + testAccessKey,
-		"RIPOSTE_PLAYBOOKS=" + shippedPlaybooks, "RIPOSTE_HTTP_ADDR=", "RIPOSTE_ACK_WAIT=1s",
-	}
+	env := fakes.environ(map[string]string{
+		"NATS_URL": emb.URL(), "HEC_BASE_URL": srv.URL,
+		"RIPOSTE_PLAYBOOKS": shippedPlaybooks, "RIPOSTE_HTTP_ADDR": "", "RIPOSTE_ACK_WAIT": "1s",
+	})
 	a := startProcess(t, env, "run")
 	a.waitLog(t, `"msg":"worker ready"`)
 	nc := queuetest.Connect(t, emb)

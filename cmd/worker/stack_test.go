@@ -17,19 +17,15 @@ import (
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
 )
 
-const (
-	testClientID  = "test-client"
-	testAccessKey = "test-access-key-s3cret"
-)
-
 // stack is one worker wired exactly as `worker run` wires it, against a real embedded JetStream
 // server and the strict fake HEC.
 type stack struct {
 	t   *testing.T
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	hec *checkpoint.Fake
-	cfg queue.Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	hec     *checkpoint.Fake
+	vendors *fakeVendors
+	cfg     queue.Config
 	// httpURL is the worker's health and metrics server, when a tweak set httpAddr.
 	httpURL string
 }
@@ -38,16 +34,9 @@ type stack struct {
 func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 	t.Helper()
 	emb := queuetest.StartJetStream(t)
-	hec := checkpoint.NewFake(testClientID, testAccessKey)
-	hec.AddEvent(map[string]any{"eventId": "ev-1", "state": "new", "type": "phishing"})
-	hec.AddEvent(map[string]any{"eventId": "ev-done", "state": "remediated", "type": "phishing"})
-	hecURL, stopHEC := hec.Start()
-	t.Cleanup(stopHEC)
-
-	env := map[string]string{
-		"RIPOSTE_PLAYBOOKS": dir, "RIPOSTE_HTTP_ADDR": "", "RIPOSTE_RETRY_DELAY": "20ms",
-		"HEC_BASE_URL": hecURL, "HEC_CLIENT_ID": testClientID, "HEC_ACCESS_KEY": testAccessKey,
-	}
+	fakes := startFakeVendors(t)
+	hec := fakes.hec
+	env := fakes.with(map[string]string{"RIPOSTE_PLAYBOOKS": dir, "RIPOSTE_HTTP_ADDR": "", "RIPOSTE_RETRY_DELAY": "20ms"})
 	s := testSettings(t, env)
 	// An empty variable counts as unset, so the default :9464 came back: off unless a tweak asks.
 	s.httpAddr = ""
@@ -80,7 +69,7 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 		}
 	})
 	js := mustJetStream(t, nc)
-	st := &stack{t: t, nc: nc, js: js, hec: hec, cfg: s.queue, httpURL: httpURL}
+	st := &stack{t: t, nc: nc, js: js, hec: hec, vendors: fakes, cfg: s.queue, httpURL: httpURL}
 	st.eventually("the worker's consumer exists", func() bool {
 		_, err := js.Consumer(context.Background(), s.queue.AlertsStream, s.queue.Consumer)
 		return err == nil

@@ -13,6 +13,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
 	"github.com/riposte-soar/riposte/internal/actions/cyberark"
+	"github.com/riposte-soar/riposte/internal/actions/gravityzone"
 	"github.com/riposte-soar/riposte/internal/actions/natspub"
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
@@ -23,6 +24,7 @@ import (
 func vendorList() []actions.Vendor {
 	return []actions.Vendor{
 		checkpoint.Vendor(),
+		gravityzone.Vendor(),
 		cyberark.Vendor(),
 		natspub.Vendor(),
 	}
