@@ -20,7 +20,7 @@ import (
 // stack is one worker wired exactly as `worker run` wires it, against a real embedded JetStream
 // server and the strict fake HEC.
 type stack struct {
-	t   *testing.T
+	t       *testing.T
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	hec     *checkpoint.Fake
