@@ -16,7 +16,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/actiontest"
@@ -816,5 +819,92 @@ func TestNewClientValidation(t *testing.T) {
 	}
 	if _, err := NewClient(Config{BaseURL: "https://cloudinfra-gw-us.portal.checkpoint.com/", ClientID: "c", AccessKey: "k"}, nil); err != nil {
 		t.Errorf("valid config: %v", err)
+	}
+}
+
+// The failures a network and a proxy produce: each is retryable, says what was being done, and
+// names no secret.
+func TestTransportFailures(t *testing.T) {
+	t.Parallel()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	deadURL := closed.URL
+	closed.Close()
+	cases := []struct {
+		name   string
+		setup  func(f *Fake)
+		base   func(fakeURL string) string
+		want   string
+		reason string
+	}{
+		{"refused connection", nil, func(string) string { return deadURL }, "connection refused", actions.ReasonNetwork},
+		{"no answer in time", func(f *Fake) { f.FailNextWith("/exceptions/", 1, Failure{Delay: 5 * time.Second}) }, nil, "Client.Timeout", actions.ReasonTimeout},
+		{"a proxy's HTML page", func(f *Fake) { f.FailNextWith("/exceptions/", 1, Failure{Status: 502, Malformed: true}) }, nil, "HTTP 502", actions.ReasonServer},
+		{"HTML under 200", func(f *Fake) { f.FailNextWith("/exceptions/", 1, Failure{Status: 200, Malformed: true}) }, nil, "invalid JSON in HTTP 200 response", actions.ReasonBadResponse},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f, base := startFake(t)
+			if tc.setup != nil {
+				tc.setup(f)
+			}
+			if tc.base != nil {
+				base = tc.base(base)
+			}
+			c := newTestClient(t, base, func(cfg *Config) { cfg.HTTPClient = &http.Client{Timeout: 300 * time.Millisecond} })
+			_, err := c.GetExceptions(context.Background(), "whitelist")
+			if err == nil || actions.IsPermanent(err) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %v, want a retryable one containing %q", err, tc.want)
+			}
+			if !strings.HasPrefix(err.Error(), `get "whitelist" exceptions from HEC`) && !strings.HasPrefix(err.Error(), "get HEC access token") {
+				t.Errorf("error %q does not say what was being done", err)
+			}
+			if got := actions.ReasonOf(err); got != tc.reason {
+				t.Errorf("reason %q, want %q", got, tc.reason)
+			}
+			actiontest.NoSecrets(t, err, testAccessKey)
+		})
+	}
+}
+
+// Nothing the client logs, on success or failure, carries the access key or a token.
+func TestNoSecretsInLogs(t *testing.T) {
+	t.Parallel()
+	f, base := startFake(t)
+	core, logs := observer.New(zapcore.DebugLevel)
+	c, err := NewClient(Config{BaseURL: base, ClientID: testClientID, AccessKey: testAccessKey}, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := c.GetExceptions(ctx, "whitelist"); err != nil {
+		t.Fatal(err)
+	}
+	f.ExpireTokens() // a renewal, which the client logs
+	if _, err := c.GetExceptions(ctx, "whitelist"); err != nil {
+		t.Fatal(err)
+	}
+	f.FailNextWith("/exceptions/", 2, Failure{Status: 401, Message: "token " + bearer(f.Requests()[0]) + " refused"})
+	_, _ = c.GetExceptions(ctx, "whitelist")
+	secrets := []string{testAccessKey}
+	for _, r := range f.Requests() {
+		secrets = append(secrets, bearer(r))
+	}
+	if logs.Len() == 0 {
+		t.Fatal("nothing logged: the test proves nothing")
+	}
+	for _, e := range logs.All() {
+		line := e.Message
+		for _, fld := range e.Context {
+			line += " " + fld.String
+			if fld.Interface != nil {
+				line += " " + fmt.Sprint(fld.Interface)
+			}
+		}
+		for _, s := range secrets {
+			if s != "" && strings.Contains(line, s) {
+				t.Errorf("log line leaks a secret: %q", strings.ReplaceAll(line, s, "[SECRET]"))
+			}
+		}
 	}
 }
