@@ -155,6 +155,7 @@ func defineWorker(f *envFlags, s *settings) {
 	f.Int(&q.Replicas, "stream-replicas", "RIPOSTE_STREAM_REPLICAS", d.Replicas, "replicas of the streams and buckets the worker creates (3 on a cluster)")
 	f.Int(&q.MaxDeliver, "max-deliver", "RIPOSTE_MAX_DELIVER", d.MaxDeliver, "deliveries ending in a vendor failure before an alert is dead-lettered as exhausted")
 	f.Int(&q.MaxDeliveries, "max-deliveries", "RIPOSTE_MAX_DELIVERIES", d.MaxDeliveries, "cap on all deliveries of one alert, whatever ended them (crashes, ack-wait expiries, shutdowns)")
+	f.Duration(&q.MaxHeldBack, "max-held-back", "RIPOSTE_MAX_HELD_BACK", d.MaxHeldBack, "how long an alert may wait for a vendor whose circuit breaker holds it back")
 	f.Duration(&q.AckWait, "ack-wait", "RIPOSTE_ACK_WAIT", d.AckWait, "the consumer's ack wait when the worker creates it")
 	f.Duration(&q.RetryDelay, "retry-delay", "RIPOSTE_RETRY_DELAY", d.RetryDelay, "redelivery delay after a failed delivery; doubles each time")
 	f.Duration(&q.MaxRetryDelay, "max-retry-delay", "RIPOSTE_MAX_RETRY_DELAY", d.MaxRetryDelay, "cap on the redelivery delay")

@@ -94,7 +94,7 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 		})
 		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
 		// without using up the alert's budget of vendor failures.
-		v := queue.Verdict{Retry: res.Retry && !res.HeldBack, Requeue: res.HeldBack, RetryAfter: res.RetryAfter,
+		v := queue.Verdict{Retry: res.Retry && !res.HeldBack, Requeue: res.HeldBack, HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
 			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
 			b, err := json.Marshal(o)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -248,5 +249,52 @@ func TestHardCapOnDeliveries(t *testing.T) {
 	h.waitSettled()
 	if n := len(rec.calls()); n != 4 {
 		t.Errorf("handled %d times, want the cap of 4", n)
+	}
+}
+
+// An alert waiting for a held-back vendor comes back when the vendor will be tried, however often,
+// without using up its deliveries; past MaxHeldBack it is dead-lettered.
+func TestHeldBackAlertsWaitForTheirVendor(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.MaxDeliveries = 3 })
+	var mu sync.Mutex
+	var at []time.Time
+	rec := newRecorder(func(_ context.Context, a *queue.Alert, call int) queue.Verdict {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		if call <= 6 {
+			return queue.Verdict{Requeue: true, HeldBack: true, RetryAfter: 50 * time.Millisecond}
+		}
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{"status":"succeeded"}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "held-1"))
+	h.run(h.q, rec.handle)
+	h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 1)
+	h.waitSettled()
+	calls := rec.calls()
+	if len(calls) != 7 {
+		t.Fatalf("handled %d times, want 7: six held back (over the cap of 3 deliveries) and the last", len(calls))
+	}
+	if calls[6].Parks != 6 {
+		t.Errorf("the last delivery knows of %d parks, want 6", calls[6].Parks)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(at); i++ {
+		if gap := at[i].Sub(at[i-1]); gap < 50*time.Millisecond {
+			t.Errorf("delivery %d came %v after the last, before the vendor's next try", i+1, gap)
+		}
+	}
+
+	old := newHarness(t, func(c *queue.Config) { c.MaxHeldBack = 100 * time.Millisecond })
+	held := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Requeue: true, HeldBack: true, RetryAfter: 60 * time.Millisecond}
+	})
+	old.publish("soar.alerts.x.y", []byte(`{}`), hdr(nats.MsgIdHdr, "held-2"))
+	old.run(old.q, held.handle)
+	dead := old.waitMessages("SOAR_DLQ", "soar.dlq.exhausted", 1)[0]
+	if d := dead.Header.Get(queue.HeaderDLQDetail); !strings.Contains(d, "for a vendor that was held back") {
+		t.Errorf("detail %q", d)
 	}
 }

@@ -30,7 +30,10 @@ type Config struct {
 	// worker, an expired ack wait) do not count against it, only against MaxDeliveries.
 	MaxDeliver int
 	// MaxDeliveries caps every delivery of one alert, whatever ended it: the poison limit.
+	// Deliveries handed back for a held-back vendor do not count.
 	MaxDeliveries int
+	// MaxHeldBack is how long an alert may wait for a vendor whose breaker holds it back.
+	MaxHeldBack time.Duration
 	RetryDelay    time.Duration // nak delay after the first failed delivery; doubles each time
 	MaxRetryDelay time.Duration
 	// MaxRetryAfter caps how long a vendor's Retry-After may hold an alert back: a vendor asking
@@ -67,6 +70,7 @@ func DefaultConfig() Config {
 		AckWait:         30 * time.Second,
 		MaxDeliver:      5,
 		MaxDeliveries:   20,
+		MaxHeldBack:     24 * time.Hour,
 		RetryDelay:      10 * time.Second,
 		MaxRetryDelay:   5 * time.Minute,
 		MaxRetryAfter:   time.Hour,
@@ -122,6 +126,7 @@ func (c Config) withDefaults() Config {
 	setDur(&c.RetryDelay, d.RetryDelay)
 	setDur(&c.MaxRetryDelay, d.MaxRetryDelay)
 	setDur(&c.MaxRetryAfter, d.MaxRetryAfter)
+	setDur(&c.MaxHeldBack, d.MaxHeldBack)
 	setDur(&c.DuplicateWindow, d.DuplicateWindow)
 	setDur(&c.GracePeriod, d.GracePeriod)
 	setDur(&c.JournalTTL, d.JournalTTL)

@@ -4,9 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -37,55 +37,70 @@ func (j *Journal) Put(ctx context.Context, key string, value []byte) error {
 	return nil
 }
 
-// failureKey is where the journal counts an alert's deliveries that ended in a vendor failure;
-// the "f" keeps it apart from the step records' bare hashes.
-func failureKey(journalID string) string {
+// DeliveryCounts are what the journal remembers of an alert's earlier deliveries.
+type DeliveryCounts struct {
+	Failures int `json:"failures"` // ended in a vendor failure: counted against max_deliver
+	Parks    int `json:"parks"`    // held back for a vendor's breaker or bulkhead: counted against nothing
+}
+
+// countsKey is where the journal counts an alert's deliveries; the "f" keeps it apart from the
+// step records' bare hashes.
+func countsKey(journalID string) string {
 	sum := sha256.Sum256([]byte("failures\x00" + journalID))
 	return "f" + hex.EncodeToString(sum[:])
 }
 
-// Failures is how many deliveries of the alert ended in a vendor failure so far.
-func (j *Journal) Failures(ctx context.Context, journalID string) (int, error) {
-	e, err := j.kv.Get(ctx, failureKey(journalID))
+// Counts reads what the earlier deliveries of the alert came to.
+func (j *Journal) Counts(ctx context.Context, journalID string) (DeliveryCounts, error) {
+	var c DeliveryCounts
+	e, err := j.kv.Get(ctx, countsKey(journalID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
+		return c, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read failure count: %w", err)
+		return c, fmt.Errorf("read delivery counts: %w", err)
 	}
-	return strconv.Atoi(string(e.Value()))
+	if err := json.Unmarshal(e.Value(), &c); err != nil {
+		return c, fmt.Errorf("read delivery counts: %w", err)
+	}
+	return c, nil
 }
 
-// AddFailure counts one more delivery that ended in a vendor failure and returns the count.
-// The update is checked against the revision read, so two replicas counting at once (a lost
+// Count adds one delivery to the alert's counts (change says which) and returns them. The
+// update is checked against the revision read, so two replicas counting at once (a lost
 // lease) both count.
-func (j *Journal) AddFailure(ctx context.Context, journalID string) (int, error) {
-	key := failureKey(journalID)
+func (j *Journal) Count(ctx context.Context, journalID string, change func(*DeliveryCounts)) (DeliveryCounts, error) {
+	key := countsKey(journalID)
 	for range 5 {
+		var c DeliveryCounts
 		e, err := j.kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
-			if _, err := j.kv.Create(ctx, key, []byte("1")); err == nil {
-				return 1, nil
+			change(&c)
+			b, _ := json.Marshal(c)
+			if _, err := j.kv.Create(ctx, key, b); err == nil {
+				return c, nil
 			} else if !errors.Is(err, jetstream.ErrKeyExists) {
-				return 0, fmt.Errorf("count failure: %w", err)
+				return c, fmt.Errorf("count delivery: %w", err)
 			}
 		case err != nil:
-			return 0, fmt.Errorf("count failure: %w", err)
+			return c, fmt.Errorf("count delivery: %w", err)
 		default:
-			n, _ := strconv.Atoi(string(e.Value()))
-			if _, err := j.kv.Update(ctx, key, []byte(strconv.Itoa(n+1)), e.Revision()); err == nil {
-				return n + 1, nil
+			_ = json.Unmarshal(e.Value(), &c)
+			change(&c)
+			b, _ := json.Marshal(c)
+			if _, err := j.kv.Update(ctx, key, b, e.Revision()); err == nil {
+				return c, nil
 			}
 		}
 	}
-	return 0, errors.New("count failure: the count kept changing under us")
+	return DeliveryCounts{}, errors.New("count delivery: the counts kept changing under us")
 }
 
-// ClearFailures forgets the alert's failure count, once it has an end.
-func (j *Journal) ClearFailures(ctx context.Context, journalID string) error {
-	if err := j.kv.Purge(ctx, failureKey(journalID)); err != nil {
-		return fmt.Errorf("clear failure count: %w", err)
+// ClearCounts forgets the alert's delivery counts, once it has an end.
+func (j *Journal) ClearCounts(ctx context.Context, journalID string) error {
+	if err := j.kv.Purge(ctx, countsKey(journalID)); err != nil {
+		return fmt.Errorf("clear delivery counts: %w", err)
 	}
 	return nil
 }

@@ -58,6 +58,9 @@ type Alert struct {
 	// Failures is how many earlier deliveries ended in a vendor failure: what counts against
 	// max_deliver. Deliveries counts every delivery, shutdowns and crashed workers included.
 	Failures int
+	// Parks is how many earlier deliveries were handed back because a vendor was held back:
+	// those count against nothing but the time the alert may wait (MaxHeldBack).
+	Parks int
 }
 
 // Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
@@ -80,6 +83,10 @@ type Verdict struct {
 	// for a reason of the worker's own (a panic, a journal it could not read). Only the hard cap
 	// on deliveries bounds it.
 	Requeue bool
+	// HeldBack, with Requeue, says the run waits for a vendor its breaker or bulkhead holds
+	// back: not the worker's fault either, so only MaxHeldBack bounds it; RetryAfter says when
+	// the vendor will next be tried.
+	HeldBack bool
 }
 
 // Handler processes one alert. It must honour ctx: it is cancelled when shutdown's grace
@@ -394,13 +401,13 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return q.deadLetter(settle, msg, alert, reason, detail, nil, log)
 	}
 
-	if alert.Deliveries > q.cfg.MaxDeliveries {
-		detail := fmt.Sprintf("delivered %d times without an end (crashed workers, expired ack waits, shutdowns); at most %d are tried", alert.Deliveries-1, q.cfg.MaxDeliveries)
+	if alert.Deliveries > 1 {
+		q.readCounts(settle, alert, log)
+	}
+	if alert.Deliveries-alert.Parks > q.cfg.MaxDeliveries {
+		detail := fmt.Sprintf("delivered %d times without an end (crashed workers, expired ack waits, shutdowns); at most %d are tried", alert.Deliveries-1-alert.Parks, q.cfg.MaxDeliveries)
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted), zap.String("detail", detail))
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, nil, log)
-	}
-	if alert.Deliveries > 1 {
-		alert.Failures = q.failures(settle, alert, log)
 	}
 
 	stopBeat := q.heartbeat(msg, log)
@@ -413,24 +420,38 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		_ = msg.NakWithDelay(shutdownNakDelay)
 		return ResultRetried
 	}
+	if verdict.Requeue && verdict.HeldBack {
+		if waited := time.Since(meta.Timestamp); waited > q.cfg.MaxHeldBack {
+			detail := fmt.Sprintf("waited %s for a vendor that was held back (circuit open or struggling); at most %s", waited.Round(time.Second), q.cfg.MaxHeldBack)
+			log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted), zap.String("detail", detail))
+			return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
+		}
+		q.count(settle, alert, func(c *DeliveryCounts) { c.Parks++ }, log)
+		// Back when the vendor will next be tried; a vendor that gave no time is tried with the
+		// usual backoff.
+		delay := verdict.RetryAfter
+		if delay <= 0 {
+			delay = q.cfg.retryDelay(uint64(alert.Parks))
+		}
+		delay = min(delay, q.cfg.MaxRetryAfter)
+		log.Info("alert waits for its vendor", zap.Duration("delay", delay), zap.Int("parks", alert.Parks))
+		_ = msg.NakWithDelay(delay)
+		return ResultRetried
+	}
 	if verdict.Requeue {
-		if alert.Deliveries >= q.cfg.MaxDeliveries {
-			detail := fmt.Sprintf("delivered %d times without an end (the worker could not finish the run); at most %d are tried", alert.Deliveries, q.cfg.MaxDeliveries)
+		if alert.Deliveries-alert.Parks >= q.cfg.MaxDeliveries {
+			detail := fmt.Sprintf("delivered %d times without an end (the worker could not finish the run); at most %d are tried", alert.Deliveries-alert.Parks, q.cfg.MaxDeliveries)
 			log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 			return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 		}
-		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
-		if verdict.RetryAfter > 0 {
-			// A vendor held back by its breaker: come back when it will next be tried.
-			delay = min(verdict.RetryAfter, q.cfg.MaxRetryAfter)
-		}
+		delay := q.cfg.retryDelay(uint64(alert.Deliveries - alert.Parks - alert.Failures))
 		log.Info("alert handed back", zap.Duration("delay", delay))
 		_ = msg.NakWithDelay(delay)
 		return ResultRetried
 	}
 	if verdict.Retry {
-		alert.Failures = q.addFailure(settle, alert, log)
-		if alert.Failures < q.cfg.MaxDeliver && alert.Deliveries < q.cfg.MaxDeliveries {
+		q.count(settle, alert, func(c *DeliveryCounts) { c.Failures++ }, log)
+		if alert.Failures < q.cfg.MaxDeliver && alert.Deliveries-alert.Parks < q.cfg.MaxDeliveries {
 			delay := max(q.cfg.retryDelay(uint64(alert.Failures)), min(verdict.RetryAfter, q.cfg.MaxRetryAfter))
 			log.Info("alert will be retried", zap.Duration("delay", delay), zap.Int("vendor_failures", alert.Failures))
 			if err := msg.NakWithDelay(delay); err != nil {
@@ -465,42 +486,47 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	if err := msg.Ack(); err != nil {
 		log.Warn("ack alert", zap.Error(err))
 	}
-	q.clearFailures(settle, alert, log)
+	q.clearCounts(settle, alert, log)
 	return ResultAcked
 }
 
-// failures reads how many earlier deliveries of a ended in a vendor failure. Unreadable, every
-// earlier delivery is taken to have failed: the old, stricter count.
-func (q *Queue) failures(ctx context.Context, a *Alert, log *zap.Logger) int {
+// readCounts reads what a's earlier deliveries came to. Unreadable, every earlier delivery is
+// taken to have failed at the vendor: the old, stricter count.
+func (q *Queue) readCounts(ctx context.Context, a *Alert, log *zap.Logger) {
 	if q.journal == nil {
-		return a.Deliveries - 1
-	}
-	n, err := q.journal.Failures(ctx, a.scopedID())
-	if err != nil {
-		log.Warn("read the alert's failure count; counting every earlier delivery", zap.Error(err))
-		return a.Deliveries - 1
-	}
-	return n
-}
-
-func (q *Queue) addFailure(ctx context.Context, a *Alert, log *zap.Logger) int {
-	if q.journal == nil {
-		return a.Deliveries
-	}
-	n, err := q.journal.AddFailure(ctx, a.scopedID())
-	if err != nil {
-		log.Warn("count the alert's vendor failure; counting every delivery", zap.Error(err))
-		return max(a.Deliveries, a.Failures+1)
-	}
-	return n
-}
-
-func (q *Queue) clearFailures(ctx context.Context, a *Alert, log *zap.Logger) {
-	if q.journal == nil || a.Failures == 0 {
+		a.Failures = a.Deliveries - 1
 		return
 	}
-	if err := q.journal.ClearFailures(ctx, a.scopedID()); err != nil {
-		log.Warn("forget the alert's failure count", zap.Error(err))
+	c, err := q.journal.Counts(ctx, a.scopedID())
+	if err != nil {
+		log.Warn("read the alert's delivery counts; counting every earlier delivery as a vendor failure", zap.Error(err))
+		a.Failures = a.Deliveries - 1
+		return
+	}
+	a.Failures, a.Parks = c.Failures, c.Parks
+}
+
+// count records how this delivery ended in a's counts.
+func (q *Queue) count(ctx context.Context, a *Alert, change func(*DeliveryCounts), log *zap.Logger) {
+	local := DeliveryCounts{Failures: a.Failures, Parks: a.Parks}
+	change(&local)
+	if q.journal != nil {
+		c, err := q.journal.Count(ctx, a.scopedID(), change)
+		if err == nil {
+			a.Failures, a.Parks = c.Failures, c.Parks
+			return
+		}
+		log.Warn("count the alert's delivery; counting it here only", zap.Error(err))
+	}
+	a.Failures, a.Parks = local.Failures, local.Parks
+}
+
+func (q *Queue) clearCounts(ctx context.Context, a *Alert, log *zap.Logger) {
+	if q.journal == nil || a.Failures == 0 && a.Parks == 0 {
+		return
+	}
+	if err := q.journal.ClearCounts(ctx, a.scopedID()); err != nil {
+		log.Warn("forget the alert's delivery counts", zap.Error(err))
 	}
 }
 
@@ -718,7 +744,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		return ResultRetried
 	}
 	q.obs.DeadLettered(reason)
-	q.clearFailures(ctx, a, log)
+	q.clearCounts(ctx, a, log)
 	if err := msg.TermWithReason(reason); err != nil {
 		log.Warn("terminate dead-lettered alert", zap.Error(err))
 	}
