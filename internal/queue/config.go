@@ -33,7 +33,7 @@ type Config struct {
 	// Deliveries handed back for a held-back vendor do not count.
 	MaxDeliveries int
 	// MaxHeldBack is how long an alert may wait for a vendor whose breaker holds it back.
-	MaxHeldBack time.Duration
+	MaxHeldBack   time.Duration
 	RetryDelay    time.Duration // nak delay after the first failed delivery; doubles each time
 	MaxRetryDelay time.Duration
 	// MaxRetryAfter caps how long a vendor's Retry-After may hold an alert back: a vendor asking
