@@ -214,8 +214,9 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		out, err := a.Run(actx, in)
 		timedOut := actx.Err() != nil && ctx.Err() == nil
 		cancel()
+		var reopened time.Duration
 		if admitted != nil {
-			admitted.end(breakerVerdict(err, timedOut))
+			reopened = admitted.end(breakerVerdict(err, timedOut))
 		}
 		if err == nil {
 			d.obs.ActionAttempted(spec.Name, AttemptOK, "")
@@ -237,12 +238,23 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 			// will not make them right.
 			err = Permanent(err)
 		}
+		earlier := lastErr
 		lastErr = err
 		if IsPermanent(err) {
 			d.obs.ActionAttempted(spec.Name, AttemptPermanent, ReasonOf(err))
 			return backoff.Permanent(err)
 		}
 		d.obs.ActionAttempted(spec.Name, AttemptRetryable, ReasonOf(err))
+		if reopened > 0 {
+			// This call was the breaker's probe, and the vendor is still down: the alert was
+			// only the messenger, so it waits for the next probe like those held back.
+			held := &HeldBackError{Vendor: spec.Vendor, Why: "probe failed", After: reopened, Last: err}
+			if earlier == nil {
+				res.HeldBack = true
+			}
+			lastErr = held
+			return backoff.Permanent(held)
+		}
 		var ra *RetryAfterError
 		if errors.As(err, &ra) {
 			bo.retryAfter = ra.After

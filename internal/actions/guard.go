@@ -149,8 +149,9 @@ func (g *guard) struggling(now time.Time) bool {
 }
 
 // end records how a call ended: nil or a permanent error means the vendor answered; a
-// cancellation (shutdown) says nothing about it; anything else is a failure.
-func (c *call) end(err error) {
+// cancellation (shutdown) says nothing about it; anything else is a failure. For a probe that
+// failed it returns how long the breaker is open again; else 0.
+func (c *call) end(err error) time.Duration {
 	g := c.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -161,26 +162,28 @@ func (c *call) end(err error) {
 	}
 	switch {
 	case err != nil && errors.Is(err, context.Canceled):
-		return
+		return 0
 	case err == nil || IsPermanent(err):
 		g.failures, g.lastErr = 0, nil
 		if g.state != BreakerClosed {
 			g.openFor = g.s.OpenFor
 			g.setState(BreakerClosed)
 		}
-		return
+		return 0
 	}
 	g.lastErr = err
 	switch {
 	case c.probe:
 		g.openFor = min(g.openFor*2, g.s.MaxOpenFor)
 		g.open()
+		return g.openFor
 	case g.state == BreakerClosed:
 		g.failures++
 		if g.failures >= g.s.Failures {
 			g.open()
 		}
 	}
+	return 0
 }
 
 func (g *guard) open() {

@@ -93,10 +93,11 @@ func TestBreakerOpensProbesAndCloses(t *testing.T) {
 		t.Errorf("4s later: retry after %v, want 6s", r.RetryAfter)
 	}
 
-	// The probe fails: open twice as long.
+	// The probe fails: open twice as long. The alert that carried the probe waits like the
+	// others, its failure not held against it.
 	clk.Advance(6 * time.Second)
-	if r := run(); r.HeldBack || v.calls.Load() != 4 {
-		t.Fatalf("probe: %+v, %d calls; want one request", r, v.calls.Load())
+	if r := run(); !r.HeldBack || r.Attempts != 1 || r.RetryAfter != 20*time.Second || v.calls.Load() != 4 {
+		t.Fatalf("probe: %+v, %d calls; want one request, then held back for the doubled 20s", r, v.calls.Load())
 	}
 	if r := run(); !r.HeldBack || r.RetryAfter != 20*time.Second {
 		t.Errorf("after a failed probe: %+v, want held back 20s", r)
