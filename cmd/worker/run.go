@@ -77,16 +77,10 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 		log.Info("NATS_URL is unset: started an embedded JetStream server; publish alerts to it",
 			zap.String("url", url), zap.String("store", store))
 	}
-	nc, err := queue.Connect(url, "riposte-worker", auth, log)
-	if err != nil {
-		w.vendors.close()
-		return err
-	}
-	defer nc.Close()
-
 	reg, m := newMetrics()
 	w.metrics = m
-	_, stopHTTP, err := serveHTTP(s.httpAddr, nc, reg, log)
+	// Health answers from the start, readiness once the worker pulls alerts.
+	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, reg, log)
 	if err != nil {
 		// Responding to alerts matters more than being watched: a second replica started on
 		// the same host with the default address keeps working, and says why it is not scraped.
@@ -96,11 +90,59 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 	}
 	defer stopHTTP()
 
+	nc, err := connectWhenUp(ctx, url, auth, log)
+	if err != nil {
+		w.vendors.close()
+		if ctx.Err() != nil {
+			return nil // stopped while NATS was not up yet
+		}
+		return err
+	}
 	if err := w.run(ctx, nc); err != nil {
+		nc.Close()
 		return err
 	}
 	log.Info("worker stopped")
-	return nc.Drain()
+	return drain(nc, 3*time.Second)
+}
+
+// connectWhenUp dials NATS, trying again every few seconds while the server is not up yet (a
+// worker started beside its server in compose or Kubernetes), until ctx ends.
+func connectWhenUp(ctx context.Context, url string, auth queue.Auth, log *zap.Logger) (*nats.Conn, error) {
+	wait := 500 * time.Millisecond
+	for {
+		nc, err := queue.Connect(url, "riposte-worker", auth, log)
+		if err == nil {
+			return nc, nil
+		}
+		if !errors.Is(err, nats.ErrNoServers) {
+			return nil, err // refused credentials, bad TLS: waiting will not help
+		}
+		log.Warn("NATS is not reachable yet; trying again", zap.Duration("in", wait), zap.Error(err))
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+// drain lets the connection deliver what it still holds (acks, naks) and closes it, waiting at
+// most limit: Drain itself only starts it.
+func drain(nc *nats.Conn, limit time.Duration) error {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return nil
+	}
+	select {
+	case <-closed:
+	case <-time.After(limit):
+		nc.Close()
+	}
+	return nil
 }
 
 // newMetrics builds the registry /metrics serves: the worker's own collectors, and the Go
@@ -112,10 +154,10 @@ func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
 	return reg, metrics.New(reg)
 }
 
-// serveHTTP serves, on addr, /healthz (the process is up), /readyz (it is connected to NATS)
+// serveHTTP serves, on addr, /healthz (the process is up), /readyz (ready says why not, or nil)
 // and /metrics (reg in the Prometheus text format). An empty addr serves nothing. bound is the
 // address listened on, which differs from addr when addr asks for any free port.
-func serveHTTP(addr string, nc *nats.Conn, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
+func serveHTTP(addr string, ready func() error, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
 		return "", func() {}, nil
 	}
@@ -124,8 +166,8 @@ func serveHTTP(addr string, nc *nats.Conn, reg *prometheus.Registry, log *zap.Lo
 		_, _ = io.WriteString(w, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !nc.IsConnected() {
-			http.Error(w, "not connected to NATS", http.StatusServiceUnavailable)
+		if err := ready(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -23,6 +25,29 @@ type worker struct {
 	settings *settings
 	log      *zap.Logger
 	metrics  *metrics.Metrics // nil: none (the demo, most tests)
+
+	// readiness: the connection and the queue once run has them.
+	state atomic.Pointer[runState]
+}
+
+type runState struct {
+	nc *nats.Conn
+	q  *queue.Queue
+}
+
+// ready says why the worker does not take alerts, or nil when it does: streams, consumer and
+// playbooks in place, connected, and the pull loop healthy.
+func (w *worker) ready() error {
+	st := w.state.Load()
+	switch {
+	case st == nil || st.q == nil:
+		return errors.New("starting: streams and consumer not in place yet")
+	case !st.nc.IsConnected():
+		return errors.New("not connected to NATS")
+	case !st.q.Ready():
+		return errors.New("not pulling alerts: the consumer cannot be read")
+	}
+	return nil
 }
 
 // loadPlaybooks reads and checks every playbook against the full action catalogue.
@@ -70,6 +95,8 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		return err
 	}
 	q.SetObserver(w.metrics)
+	w.state.Store(&runState{nc: nc, q: q})
+	defer w.state.Store(nil)
 	w.metrics.Vendors(w.vendors.names()...)
 	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(w.settings.breaker), actions.WithObserver(w.metrics))...)
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{

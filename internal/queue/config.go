@@ -76,7 +76,9 @@ func DefaultConfig() Config {
 		MaxRetryAfter:   time.Hour,
 		DuplicateWindow: time.Hour,
 		MaxAlertBytes:   1 << 20,
-		GracePeriod:     25 * time.Second,
+		// With the publish timeout (10 s) and the drain, shutdown fits Kubernetes' default
+		// 30 s termination grace and compose's stop_grace_period.
+		GracePeriod:     15 * time.Second,
 		JournalBucket:   "riposte_steps",
 		JournalTTL:      7 * 24 * time.Hour,
 		JournalMaxBytes: 1 << 30,

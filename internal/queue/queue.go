@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -118,6 +119,7 @@ func (nopObserver) DeadLettered(string)                 {}
 
 // Queue is a worker's view of JetStream.
 type Queue struct {
+	ready      *atomic.Bool // bound to the consumer and pulling; shared with boundTo's copy
 	js         jetstream.JetStream
 	journal    *Journal // set by Ensure; counts vendor failures per alert
 	cfg        Config
@@ -137,7 +139,7 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open jetstream: %w", err)
 	}
-	return &Queue{js: js, cfg: cfg, log: log, obs: nopObserver{}, maxPayload: int(nc.MaxPayload())}, nil
+	return &Queue{ready: new(atomic.Bool), js: js, cfg: cfg, log: log, obs: nopObserver{}, maxPayload: int(nc.MaxPayload())}, nil
 }
 
 // SetObserver makes o hear about every delivery from now on; call it before Run. nil stops it.
@@ -147,6 +149,9 @@ func (q *Queue) SetObserver(o Observer) {
 	}
 	q.obs = o
 }
+
+// Ready says the queue is bound to its consumer and pulling alerts, its last pull unfailed.
+func (q *Queue) Ready() bool { return q.ready.Load() }
 
 // Config returns the effective configuration, defaults filled in.
 func (q *Queue) Config() Config { return q.cfg }
@@ -248,6 +253,8 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("bind to consumer %q on stream %q: %w", q.cfg.Consumer, q.cfg.AlertsStream, err)
 	}
 	q = q.boundTo(cons.CachedInfo().Config)
+	q.ready.Store(true)
+	defer q.ready.Store(false)
 	// Alerts in flight keep running after ctx ends, until the grace period is over.
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -278,6 +285,12 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		if err == nil {
 			for msg := range batch.Messages() {
 				got++
+				if ctx.Err() != nil {
+					// Fetched as shutdown began: another replica can start on it now.
+					_ = msg.NakWithDelay(shutdownNakDelay)
+					<-slots
+					continue
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -292,6 +305,7 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 			<-slots
 		}
 		failed := err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout)
+		q.ready.Store(!failed && ctx.Err() == nil)
 		if failed {
 			q.log.Warn("pull alerts", zap.Error(err))
 			select { // a broken connection should not spin
@@ -410,9 +424,10 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, nil, log)
 	}
 
+	// Beating until the delivery has ended: publishing the outcomes may take a while too.
 	stopBeat := q.heartbeat(msg, log)
+	defer stopBeat()
 	verdict := q.safeHandle(ctx, h, alert, log)
-	stopBeat()
 
 	if (verdict.Retry || verdict.Requeue) && ctx.Err() != nil {
 		// Shutdown, not the vendor, cut this run short: give it to another replica now rather
