@@ -52,7 +52,7 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 	if s.httpAddr != "" { // as `worker run` does
 		reg, m := newMetrics()
 		w.metrics = m
-		bound, stop, err := serveHTTP(s.httpAddr, nc, reg, zap.NewNop())
+		bound, stop, err := serveHTTP(s.httpAddr, w.ready, reg, zap.NewNop())
 		if err != nil {
 			t.Fatalf("serve http: %v", err)
 		}
@@ -143,6 +143,20 @@ func (s *stack) count(stream, subject string) uint64 {
 	return info.State.Subjects[subject]
 }
 
+// deadLetters is how many dead letters the stream holds.
+func (s *stack) deadLetters() uint64 {
+	s.t.Helper()
+	str, err := s.js.Stream(context.Background(), s.cfg.DLQStream)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	info, err := str.Info(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
 // settled waits until the consumer has nothing pending or unacknowledged: every alert was acked
 // or terminated.
 func (s *stack) settled() {
@@ -159,7 +173,12 @@ func (s *stack) settled() {
 
 func (s *stack) eventually(what string, cond func() bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	s.eventuallyWithin(20*time.Second, what, cond)
+}
+
+func (s *stack) eventuallyWithin(wait time.Duration, what string, cond func() bool) {
+	s.t.Helper()
+	deadline := time.Now().Add(wait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			s.t.Fatalf("timed out waiting for %s", what)
