@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -99,8 +101,12 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	defer w.state.Store(nil)
 	w.metrics.Vendors(w.vendors.names()...)
 	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(w.settings.breaker), actions.WithObserver(w.metrics))...)
+	name := workerName()
+	// A claim lasts as long as a delivery's ack wait: a replica cut off longer than that has
+	// lost the alert to another, and must have stopped calling vendors for it too.
+	leases := journal.Leases(name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), q.Config().AckWait, w.log)
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
-		Worker: workerName(), Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics,
+		Worker: name, Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics, Locker: leases,
 	})
 	names := make([]string, 0, len(w.pbs))
 	for _, pb := range w.pbs {
@@ -121,7 +127,8 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 		})
 		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
 		// without using up the alert's budget of vendor failures.
-		v := queue.Verdict{Retry: res.Retry && !res.HeldBack, Requeue: res.HeldBack, HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
+		v := queue.Verdict{Retry: res.Retry && !res.HeldBack && !res.Requeue, Requeue: res.HeldBack || res.Requeue,
+			HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
 			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
 			b, err := json.Marshal(o)

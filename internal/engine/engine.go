@@ -87,9 +87,24 @@ type Result struct {
 	// set Retry, or until a held-back vendor is tried again: the redelivery should not come sooner.
 	RetryAfter time.Duration
 	// HeldBack is set, with Retry, when no retried step reached its vendor (its breaker was
-	// open or its bulkhead full): the alert waits for the vendor, but no vendor failed it.
+	// open or its bulkhead full, or another delivery holds the step or the concurrency key):
+	// the alert waits, but no vendor failed it.
 	HeldBack bool
+	// Requeue is set when the run could not go on for a reason of the worker's own (the journal
+	// could not be read or a claim taken): the alert comes back later, no vendor failure counted.
+	Requeue bool
 }
+
+// Locker hands out leases shared by every replica; the queue implements it on the journal
+// bucket. Lock takes name, or says for about how long another holder keeps it (wait); held
+// ends if the lease is lost while the work it covers goes on.
+type Locker interface {
+	Lock(ctx context.Context, name string) (held context.Context, release func(), wait time.Duration, err error)
+}
+
+// maxLockWait bounds how long a run waits for a lease another run holds before it tries again:
+// holders renew theirs, so the lease's own end says little about when the work ends.
+const maxLockWait = 2 * time.Second
 
 // Journal stores the results of steps that succeeded, so a redelivered alert does not repeat
 // vendor calls. The queue package implements it on a JetStream key-value bucket.
@@ -120,6 +135,10 @@ type Options struct {
 	Now       func() time.Time
 	Log       *zap.Logger
 	Observer  Observer // nil: none
+	// Locker, when set, claims each step before its vendor is called, so that two deliveries
+	// of one alert never call a vendor for the same step at once, and serialises the runs of
+	// a playbook with a concurrency_key.
+	Locker Locker
 }
 
 // Engine runs alerts against a fixed set of playbooks.
@@ -172,14 +191,16 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		if !match {
 			continue
 		}
-		out, end := e.run(ctx, a, pb, env)
+		out, end := e.runLocked(ctx, a, pb, env)
 		res.Outcomes = append(res.Outcomes, out)
+		res.Requeue = res.Requeue || end.requeue
 		res.Retry = res.Retry || end.retry
 		res.RetryAfter = max(res.RetryAfter, end.retryAfter)
 		res.HeldBack = res.HeldBack || end.heldBack
-		realRetry = realRetry || (end.retry && !end.heldBack)
+		realRetry = realRetry || (end.retry && !end.heldBack && !end.requeue)
 	}
-	res.HeldBack = res.HeldBack && !realRetry && ctx.Err() == nil
+	res.Requeue = res.Requeue && !realRetry && ctx.Err() == nil
+	res.HeldBack = res.HeldBack && !realRetry && !res.Requeue && ctx.Err() == nil
 	if len(res.Outcomes) == 0 {
 		now := e.now()
 		out := e.outcome(a, "", now)
@@ -209,6 +230,41 @@ func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
 	}
 }
 
+// runLocked runs a playbook under its concurrency key's lease, when it has one.
+func (e *Engine) runLocked(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (Outcome, stepEnd) {
+	key, err := pb.ConcurrencyKey(env)
+	if err != nil || key == "" || e.opts.Locker == nil {
+		if err != nil {
+			now := e.now()
+			out := e.outcome(a, pb.Name, now)
+			out.Status, out.FinishedAt, out.Error = StatusFailed, now, err.Error()
+			return out, stepEnd{}
+		}
+		return e.run(ctx, a, pb, env)
+	}
+	held, release, wait, err := e.opts.Locker.Lock(ctx, "run\x00"+pb.Name+"\x00"+key)
+	if err != nil || wait > 0 {
+		now := e.now()
+		out := e.outcome(a, pb.Name, now)
+		out.Status, out.FinishedAt = StatusFailed, now
+		if err != nil {
+			e.opts.Log.Warn("take the playbook's concurrency key; the alert will come back", zap.String("alert_id", a.ID),
+				zap.String("playbook", pb.Name), zap.Error(err))
+			out.Error = err.Error()
+			return out, stepEnd{retry: true, requeue: true}
+		}
+		out.Error = fmt.Sprintf("another run holds concurrency key %q", key)
+		return out, stepEnd{retry: true, heldBack: true, retryAfter: min(wait, maxLockWait)}
+	}
+	defer release()
+	out, end := e.run(held, a, pb, env)
+	if held.Err() != nil && ctx.Err() == nil {
+		// The key's lease lapsed under us: another run may hold it now; this one comes back.
+		return out, stepEnd{retry: true, heldBack: true, retryAfter: maxLockWait}
+	}
+	return out, end
+}
+
 // run executes one playbook's steps in order; end says whether a retryable failure stopped it.
 func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, end stepEnd) {
 	out = e.outcome(a, pb.Name, e.now())
@@ -232,9 +288,9 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 					// Shutdown, not the vendor, cut the step short: whatever on_error says,
 					// this run is not finished and its outcome must not be published.
 					stopped, end.retry = true, true
-				case se.retry && se.heldBack:
-					// The vendor is being left alone: whatever on_error says, the step has not
-					// had its chance yet; the run waits for the vendor.
+				case se.retry && (se.heldBack || se.requeue):
+					// The vendor is being left alone, or another delivery has the step: whatever
+					// on_error says, the step has not had its chance yet; the run waits.
 					stopped, end = true, se
 				case st.OnError != playbook.OnErrorContinue:
 					stopped, end.retry = true, end.retry || se.retry
@@ -267,6 +323,7 @@ type stepEnd struct {
 	retryAfter time.Duration // the vendor asked not to be called again before this
 	reused     bool          // the journal supplied the result
 	heldBack   bool          // no request reached the vendor: its breaker or bulkhead held it back
+	requeue    bool          // the worker could not tell what to do (journal unreadable): try later
 }
 
 func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
@@ -291,7 +348,48 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 		jid = a.ID
 	}
 	key := journalKey(jid, pb.Name, st.ID)
-	if rec, ok := e.recall(ctx, key, log); ok {
+	if e.opts.Locker != nil {
+		// The claim comes first and the journal is read under it: a delivery that held the
+		// claim before us has recorded its result by the time it let go.
+		held, release, wait, err := e.opts.Locker.Lock(ctx, "step\x00"+key)
+		switch {
+		case err != nil:
+			log.Warn("claim the step; the alert will come back", zap.Error(err))
+			so.Status, so.Error = StatusFailed, err.Error()
+			return so, stepEnd{retry: true, requeue: true}
+		case wait > 0:
+			log.Info("another delivery of this alert is running this step; waiting for it", zap.Duration("wait", wait))
+			so.Status, so.Error = StatusFailed, "another delivery of this alert is running this step"
+			return so, stepEnd{retry: true, heldBack: true, retryAfter: min(wait, maxLockWait)}
+		}
+		defer release()
+		so, end := e.claimedStep(held, a, pb, st, env, key, log)
+		if held.Err() != nil && ctx.Err() == nil && so.Status == StatusFailed {
+			// The claim lapsed under us (cut off from NATS): another replica may have the step
+			// now; leave it to whoever holds it.
+			log.Warn("lost the step's claim while running it; handing the alert back")
+			return so, stepEnd{retry: true, heldBack: true, retryAfter: maxLockWait}
+		}
+		return so, end
+	}
+	return e.claimedStep(ctx, a, pb, st, env, key, log)
+}
+
+// claimedStep runs a step this delivery alone may run now.
+func (e *Engine) claimedStep(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
+	fail := func(err error) (StepOutcome, stepEnd) {
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{}
+	}
+	rec, ok, err := e.recall(ctx, key, log)
+	if err != nil {
+		// Running the step blind could repeat a vendor call that already succeeded.
+		log.Warn("step journal unreadable; the alert will come back", zap.Error(err))
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{retry: true, requeue: true}
+	}
+	if ok {
 		log.Info("step already succeeded on an earlier delivery; reusing its result")
 		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
 		so.Replayed = true
@@ -328,28 +426,27 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	return so, stepEnd{}
 }
 
-func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool) {
+func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool, error) {
 	if e.journal == nil {
-		return journalRecord{}, false
+		return journalRecord{}, false, nil
 	}
 	b, ok, err := e.journal.Get(ctx, key)
 	if err != nil {
-		// Without the journal the step may repeat a vendor call; that beats not acting at all.
-		log.Warn("step journal unreadable; running the step", zap.Error(err))
-		return journalRecord{}, false
+		return journalRecord{}, false, err
 	}
 	if !ok {
-		return journalRecord{}, false
+		return journalRecord{}, false, nil
 	}
 	var rec journalRecord
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&rec); err != nil {
+		// Written by us and unreadable: no later delivery will read it better, so run the step.
 		log.Warn("step journal record unreadable; running the step", zap.Error(err))
-		return journalRecord{}, false
+		return journalRecord{}, false, nil
 	}
 	jsonval.Normalize(rec.Output)
-	return rec, true
+	return rec, true, nil
 }
 
 func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, log *zap.Logger) {
@@ -358,11 +455,18 @@ func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, lo
 	}
 	b, err := json.Marshal(rec)
 	if err == nil {
-		// A shutdown must not stop us recording what the vendor already did.
-		err = e.journal.Put(context.WithoutCancel(ctx), key, b)
+		// A shutdown must not stop us recording what the vendor already did, and a moment's
+		// trouble (a leader election) must not make a redelivery repeat it.
+		put := context.WithoutCancel(ctx)
+		for wait := 100 * time.Millisecond; ; wait *= 3 {
+			if err = e.journal.Put(put, key, b); err == nil || wait > time.Second {
+				break
+			}
+			time.Sleep(wait)
+		}
 	}
 	if err != nil {
-		log.Warn("step journal write failed; a redelivery may repeat this step", zap.Error(err))
+		log.Error("step journal write failed; a redelivery may repeat this step", zap.Error(err))
 	}
 }
 

@@ -472,7 +472,9 @@ func TestJournalSkipsSucceededSteps(t *testing.T) {
 	}
 }
 
-func TestJournalUnreadableRunsTheStep(t *testing.T) {
+// A journal that cannot be read hands the alert back instead of running the step blind, which
+// could repeat a vendor call that already succeeded; once it reads again, the step is reused.
+func TestJournalUnreadableHandsTheAlertBack(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)
 	a := phishing()
@@ -480,16 +482,21 @@ func TestJournalUnreadableRunsTheStep(t *testing.T) {
 	if f.journal.len() != 3 {
 		t.Fatalf("journal holds %d records, want 3", f.journal.len())
 	}
-	f.journal.fail(errors.New("kv: timeout"), errors.New("kv: timeout"))
-	out := only(t, f.process(t, a))
-	if out.Status != engine.StatusSucceeded {
-		t.Errorf("status %s with an unreadable journal, want succeeded", out.Status)
+	f.journal.fail(errors.New("kv: timeout"), nil)
+	res := f.process(t, a)
+	f.journal.fail(nil, nil)
+	if !res.Requeue || !res.Retry || res.HeldBack {
+		t.Errorf("result %+v with an unreadable journal, want a requeue", res)
 	}
-	if n := f.lookup.callCount(); n != 2 {
-		t.Errorf("lookup called %d times, want 2: an unreadable journal must not stop the step", n)
+	if n := f.lookup.callCount(); n != 1 {
+		t.Errorf("lookup called %d times, want 1: an unreadable journal must not repeat the call", n)
+	}
+	out := only(t, f.process(t, a))
+	if out.Status != engine.StatusSucceeded || !out.Steps[0].Replayed || f.lookup.callCount() != 1 {
+		t.Errorf("once readable: status %s, replayed %t, calls %d", out.Status, out.Steps[0].Replayed, f.lookup.callCount())
 	}
 
-	// A record that is not JSON is ignored the same way.
+	// A record that is not JSON, written by us, will read no better later: the step runs.
 	g := newFixture(t, nil)
 	only(t, g.process(t, a))
 	g.journal.mu.Lock()

@@ -1,6 +1,8 @@
 package playbook
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -428,5 +430,38 @@ func BenchmarkRender(b *testing.B) {
 		if _, err := s.Render(env); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestConcurrencyKey(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", `name: a
+on: [soar.alerts.>]
+concurrency_key: "mailbox-${{ alert.mailbox }}"
+steps:
+  - {id: q, action: checkpoint.quarantine_entity, with: {entityIds: "${{ [alert.entityId] }}"}}
+`)
+	write("b.yaml", `name: b
+on: [soar.alerts.>]
+concurrency_key: ${{ alert.endpointId }}
+steps:
+  - {id: q, action: checkpoint.quarantine_entity, with: {entityIds: "${{ [alert.entityId] }}"}}
+`)
+	pbs, err := LoadDir(dir, testCatalogue(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Alert: map[string]any{"mailbox": "ceo@example.com"}}
+	if k, err := pbs[0].ConcurrencyKey(env); err != nil || k != "mailbox-ceo@example.com" || !pbs[0].HasConcurrencyKey() {
+		t.Errorf("a: %q, %v", k, err)
+	}
+	if k, err := pbs[1].ConcurrencyKey(env); err != nil || k != "" {
+		t.Errorf("b with no endpointId: %q, %v; want no key", k, err)
 	}
 }

@@ -109,7 +109,7 @@ func LoadFiles(paths []string, cat Catalogue) ([]*Playbook, error) {
 }
 
 var (
-	topKeys   = []string{"name", "description", "on", "when", "vars", "steps"}
+	topKeys   = []string{"name", "description", "on", "when", "vars", "concurrency_key", "steps"}
 	stepKeys  = []string{"id", "action", "if", "with", "retry", "timeout", "on_error"}
 	retryKeys = []string{"max_attempts", "initial_interval", "max_interval"}
 
@@ -180,7 +180,7 @@ func (p *parser) parse(data []byte) *Playbook {
 		return nil
 	}
 	b := &Playbook{File: p.file}
-	var whenNode, stepsNode *yaml.Node
+	var whenNode, stepsNode, keyNode *yaml.Node
 	found := p.pairs(root, topKeys, "", func(k, v *yaml.Node) {
 		switch k.Value {
 		case "name":
@@ -195,6 +195,8 @@ func (p *parser) parse(data []byte) *Playbook {
 			whenNode = v
 		case "vars":
 			b.Vars = p.parseVars(v)
+		case "concurrency_key":
+			keyNode = v
 		case "steps":
 			stepsNode = v
 		}
@@ -210,7 +212,29 @@ func (p *parser) parse(data []byte) *Playbook {
 	if whenNode != nil {
 		p.parseWhen(b, whenNode)
 	}
+	if keyNode != nil {
+		p.parseConcurrencyKey(b, keyNode)
+	}
 	return b
+}
+
+// parseConcurrencyKey compiles `concurrency_key`, a value rendered like a step input before any
+// step runs: it may read the alert and vars, not steps.
+func (p *parser) parseConcurrencyKey(b *Playbook, v *yaml.Node) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || strings.TrimSpace(v.Value) == "" {
+		p.addf(v.Line, "concurrency_key must be a string, e.g. ${{ alert.endpointId }}")
+		return
+	}
+	var refs []stepRef
+	cv, ok := p.compileValue(v, "concurrency_key", &refs)
+	if !ok {
+		return
+	}
+	if len(refs) > 0 {
+		p.addf(v.Line, "concurrency_key: refers to step %q; the key is decided before any step runs", refs[0].id)
+		return
+	}
+	b.concurrencyKey = cv.val
 }
 
 // pairs calls fn for each key of a mapping node that is known (every key when known is nil),

@@ -219,6 +219,9 @@ var invalidCases = []struct {
 	{"inputs that do not fit together, when all are literals", []string{"cross-check.yaml"}, []string{
 		`cross-check.yaml:6: step "block": hashList item 1 is not a hash of hashType 2`,
 	}},
+	{"a concurrency key that reads a step", []string{"bad-concurrency.yaml"}, []string{
+		`bad-concurrency.yaml:3: concurrency_key: refers to step "event"; the key is decided before any step runs`,
+	}},
 	{"duplicate step id", []string{"dup-step.yaml"}, []string{
 		`dup-step.yaml:7: duplicate step id "event" (first at line 4)`,
 	}},

@@ -66,8 +66,30 @@ type Playbook struct {
 	Steps       []*Step
 	Vars        map[string]any // the `vars:` literals; nil when the file has none
 
-	when    *vm.Program // nil: every alert on a matching subject runs the playbook
-	filters [][]string  // On, split into tokens once
+	when           *vm.Program // nil: every alert on a matching subject runs the playbook
+	filters        [][]string  // On, split into tokens once
+	concurrencyKey value       // nil: runs may overlap
+}
+
+// HasConcurrencyKey says whether runs of the playbook are serialised per key.
+func (p *Playbook) HasConcurrencyKey() bool { return p.concurrencyKey != nil }
+
+// ConcurrencyKey renders the playbook's `concurrency_key` for one run: runs with the same key
+// must not overlap. "" means the run needs no lock (no key, or it rendered empty or null).
+func (p *Playbook) ConcurrencyKey(env *Env) (string, error) {
+	if p.concurrencyKey == nil {
+		return "", nil
+	}
+	r := renderer{env: env.exprEnv(p.Vars), vm: getVM()}
+	defer putVM(r.vm)
+	v, err := p.concurrencyKey.render(&r)
+	if err != nil {
+		return "", fmt.Errorf("playbook %q concurrency_key: %w", p.Name, err)
+	}
+	if v == nil {
+		return "", nil
+	}
+	return fmt.Sprint(v), nil
 }
 
 // MatchesSubject reports whether subject matches one of the playbook's `on` filters, with NATS
