@@ -119,3 +119,30 @@ func TestShippedVendorPlaybooks(t *testing.T) {
 		t.Errorf("PTA event pta-2 %q, want closed", st)
 	}
 }
+
+// Copies of one alert (one body id, no Nats-Msg-Id for JetStream to drop them by) delivered at
+// once call each vendor step once: the step claims make the others wait and reuse the result.
+func TestCopiesOfOneAlertCallTheVendorOnce(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, shippedPlaybooks, nil)
+	for range 5 {
+		s.publish("soar.alerts.checkpoint.phishing", "", phishing("same-body-id", "ev-1", "ent-copies"), nil)
+	}
+	s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine")
+	s.settled()
+	if n := s.hec.Effects("quarantine", "ent-copies"); n != 1 {
+		t.Errorf("quarantined %d times, want once", n)
+	}
+	gets := 0
+	for _, r := range s.hec.Requests() {
+		if r.Method == "GET" && strings.HasSuffix(r.Path, "/event/ev-1") {
+			gets++
+		}
+	}
+	if gets != 1 {
+		t.Errorf("the event was read %d times, want once", gets)
+	}
+	if n := s.count("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"); n != 1 {
+		t.Errorf("%d outcomes, want one", n)
+	}
+}
