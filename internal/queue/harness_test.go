@@ -17,7 +17,7 @@ import (
 )
 
 // waitFor bounds every wait in these tests: reaching it means something never happened.
-const waitFor = 10 * time.Second
+const waitFor = 20 * time.Second
 
 // testConfig is the defaults with delays small enough for tests.
 func testConfig() queue.Config {

@@ -475,7 +475,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			return ResultRetried
 		}
 	}
-	if err := q.publishOutcomes(settle, alert, verdict.Outcomes, log); err != nil {
+	if err := q.publishOutcomesPromptly(settle, alert, verdict.Outcomes, log); err != nil {
 		if alert.Deliveries >= q.cfg.MaxDeliver {
 			// Retrying has not helped (no stream captures the outcome subject, or the server
 			// refuses the message): keep the alert where people look, rather than offer it for ever.
@@ -484,13 +484,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			return q.deadLetter(settle, msg, alert, dlqReasonUnpublished, detail, verdict.Outcomes, log)
 		}
 		log.Error("publish outcomes; alert will be redelivered", zap.Error(err))
-		delay := q.cfg.retryDelay(uint64(alert.Deliveries))
-		if verdict.RetryAfter > 0 {
-			// A vendor held back by its breaker: come back when it will next be tried.
-			delay = min(verdict.RetryAfter, q.cfg.MaxRetryAfter)
-		}
-		log.Info("alert handed back", zap.Duration("delay", delay))
-		_ = msg.NakWithDelay(delay)
+		_ = msg.NakWithDelay(q.cfg.retryDelay(uint64(alert.Deliveries)))
 		return ResultRetried
 	}
 	if verdict.Retry {
@@ -498,11 +492,54 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("ack alert", zap.Error(err))
-	}
+	q.ack(settle, msg, log)
 	q.clearCounts(settle, alert, log)
 	return ResultAcked
+}
+
+// Retrying promptly: on a cluster, a publish or an ack lost while the stream elects a leader
+// succeeds a moment later; waiting for the redelivery delay or the ack wait would hold the
+// alert's outcome back for tens of seconds.
+const (
+	promptRetries    = 5
+	promptRetryFirst = 100 * time.Millisecond
+	promptRetryMax   = time.Second
+)
+
+// publishOutcomesPromptly is publishOutcomes, tried again at once a few times over a few
+// seconds when it fails: the message ids make a repeat harmless.
+func (q *Queue) publishOutcomesPromptly(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
+	wait := promptRetryFirst
+	for try := 1; ; try++ {
+		err := q.publishOutcomes(ctx, a, outs, log)
+		if err == nil || try == promptRetries || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("publish outcomes; trying again", zap.Int("try", try), zap.Duration("in", wait), zap.Error(err))
+		time.Sleep(wait)
+		wait = min(wait*2, promptRetryMax)
+	}
+}
+
+// ack acknowledges the delivery and waits for the server to confirm it, trying again when the
+// confirmation does not come: an ack lost in a leader change would otherwise bring the alert
+// back after its ack wait.
+func (q *Queue) ack(ctx context.Context, msg jetstream.Msg, log *zap.Logger) {
+	wait := promptRetryFirst
+	for try := 1; ; try++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := msg.DoubleAck(actx)
+		cancel()
+		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			return
+		}
+		if try == promptRetries {
+			log.Warn("ack alert; it may be delivered again, and its outcome is then dropped as a duplicate", zap.Error(err))
+			return
+		}
+		time.Sleep(wait)
+		wait = min(wait*2, promptRetryMax)
+	}
 }
 
 // readCounts reads what a's earlier deliveries came to. Unreadable, every earlier delivery is
