@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/worker
 PKGS    ?= ./...
 
-.PHONY: build run demo test bench lint fmt docs
+.PHONY: build run demo test bench lint fmt docs fuzz
 
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/worker
@@ -28,6 +28,12 @@ test:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Each fuzz test for FUZZTIME; the seeds alone run in make test.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME) ./internal/queue
+	$(GO) test -run '^$$' -fuzz FuzzClip -fuzztime $(FUZZTIME) ./internal/queue
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
