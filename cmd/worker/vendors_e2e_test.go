@@ -146,3 +146,27 @@ func TestCopiesOfOneAlertCallTheVendorOnce(t *testing.T) {
 		t.Errorf("%d outcomes, want one", n)
 	}
 }
+
+// What the journal's TTL means for a producer that re-sends an alert id: inside the TTL the
+// steps are replayed, no vendor called; after it they run again. (The outcome of a re-sent id
+// is dropped as a duplicate inside the outcomes' duplicate window either way.)
+func TestJournalTTLForAReSentAlertID(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, "testdata/fast-retry", func(st *settings) { st.queue.JournalTTL = time.Second })
+	send := func() {
+		s.publish("soar.alerts.checkpoint.phishing", "", phishing("resent-1", "ev-1", "ent-resent"), nil)
+		s.settled()
+	}
+	send()
+	s.await("SOAR_OUTCOMES", "soar.outcomes.fast-quarantine")
+	send() // inside the TTL
+	if n := s.hec.Effects("quarantine", "ent-resent"); n != 1 {
+		t.Errorf("re-sent inside the journal TTL: quarantined %d times, want once", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // the TTL is a bucket setting: nothing to poll but time
+	send()
+	s.eventually("the step run again after the TTL", func() bool { return s.hec.Effects("quarantine", "ent-resent") == 2 })
+	if n := s.count("SOAR_OUTCOMES", "soar.outcomes.fast-quarantine"); n != 1 {
+		t.Errorf("%d outcomes for one alert id inside the duplicate window, want 1", n)
+	}
+}
