@@ -9,7 +9,9 @@ ENV CGO_ENABLED=0
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN go build -trimpath -o /out/worker ./cmd/worker \
+ARG VERSION=dev
+ARG COMMIT=unknown
+RUN go build -trimpath -ldflags "-X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/worker ./cmd/worker \
  && mkdir -p /out/data
 
 # Run: no shell, no package manager, uid 65532.
@@ -23,7 +25,8 @@ ENV RIPOSTE_PLAYBOOKS=/playbooks \
     RIPOSTE_HTTP_ADDR=:9464 \
     RIPOSTE_LOG_FORMAT=json
 USER nonroot:nonroot
-# Metrics and health.
+# Metrics and health; the binary asks its own /readyz, as the image has no shell or curl.
 EXPOSE 9464
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 CMD ["/worker", "healthcheck"]
 ENTRYPOINT ["/worker"]
 CMD ["run"]

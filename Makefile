@@ -5,8 +5,13 @@ PKGS    ?= ./...
 
 .PHONY: build run demo test bench lint fmt docs fuzz
 
+# What the binary says it is: `worker version`, riposte_build_info, the vendors' User-Agent.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/worker
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/worker
 
 # Starts the worker for real: an embedded JetStream server under ./data unless NATS_URL is set.
 # Vendors come from the environment; `make run RUN_FLAGS=--simulate` uses the built-in fakes.

@@ -174,7 +174,7 @@ func cmdDemo(ctx context.Context, args []string, env environ, _ io.Reader, stdou
 	if err := s.finish(mapEnv(vendorEnv)); err != nil {
 		return err
 	}
-	w, err := newWorker(&s, log)
+	w, err := newWorker(&s, log, nil)
 	if err != nil {
 		return err
 	}

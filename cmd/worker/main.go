@@ -28,6 +28,8 @@ commands:
   publish    publish an alert (a file, or - for stdin) to a subject
   watch      print outcomes and dead letters as they arrive
   actions    print the action catalogue (Markdown)
+  version    print the version, commit and Go version
+  healthcheck  exit 0 when the worker on this host answers ready (for container health checks)
 
 "worker <command> -h" lists a command's flags and their environment variables.
 `
@@ -46,17 +48,23 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, environ, io.Reader, io.Writer, io.Writer) error{
-		"run":      cmdRun,
-		"demo":     cmdDemo,
-		"validate": cmdValidate,
-		"publish":  cmdPublish,
-		"watch":    cmdWatch,
-		"actions":  cmdActions,
-		"plan":     cmdPlan,
+		"run":         cmdRun,
+		"demo":        cmdDemo,
+		"validate":    cmdValidate,
+		"publish":     cmdPublish,
+		"watch":       cmdWatch,
+		"actions":     cmdActions,
+		"plan":        cmdPlan,
+		"version":     cmdVersion,
+		"healthcheck": cmdHealthcheck,
 	}
 	name := args[0]
 	if name == "-h" || name == "--help" || name == "help" {
 		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if name == "--version" || name == "-version" {
+		fmt.Fprintln(stdout, currentBuild())
 		return 0
 	}
 	cmd, ok := cmds[name]

@@ -20,8 +20,8 @@ func TestMetricsEndpointCountsAnAlertsRun(t *testing.T) {
 
 	page := s.awaitMetrics(
 		`riposte_outcomes_total{playbook="phishing-quarantine",status="succeeded"} 1`,
-		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1`,
-		`riposte_step_runs_total{action="checkpoint.get_event",status="succeeded"} 1`,
+		`riposte_step_runs_total{action="checkpoint.quarantine_entity",playbook="phishing-quarantine",status="succeeded"} 1`,
+		`riposte_step_runs_total{action="checkpoint.get_event",playbook="phishing-quarantine",status="succeeded"} 1`,
 		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1`,
 		`riposte_action_duration_seconds_count{action="checkpoint.quarantine_entity"} 1`,
 		`riposte_alerts_received_total 1`,
@@ -50,10 +50,10 @@ func TestMetricsOfARedeliveredAlert(t *testing.T) {
 		`riposte_alerts_finished_total{result="acked"} 1`,
 		`riposte_outcomes_total{playbook="fast-quarantine",status="failed"} 1`, // the retried delivery's run
 		`riposte_outcomes_total{playbook="fast-quarantine",status="succeeded"} 1`,
-		`riposte_step_runs_total{action="checkpoint.get_event",status="succeeded"} 1`,
-		`riposte_step_runs_total{action="checkpoint.get_event",status="reused"} 1`,
-		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="failed"} 1`,
-		`riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1`,
+		`riposte_step_runs_total{action="checkpoint.get_event",playbook="fast-quarantine",status="succeeded"} 1`,
+		`riposte_step_runs_total{action="checkpoint.get_event",playbook="fast-quarantine",status="reused"} 1`,
+		`riposte_step_runs_total{action="checkpoint.quarantine_entity",playbook="fast-quarantine",status="failed"} 1`,
+		`riposte_step_runs_total{action="checkpoint.quarantine_entity",playbook="fast-quarantine",status="succeeded"} 1`,
 		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="server",result="retryable"} 2`,
 		`riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1`,
 		`riposte_action_duration_seconds_count{action="checkpoint.get_event"} 1`, // not called again

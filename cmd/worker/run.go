@@ -59,7 +59,8 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 	}
 	defer func() { _ = log.Sync() }()
 
-	w, err := newWorker(&s, log)
+	reg, m := newMetrics()
+	w, err := newWorker(&s, log, m)
 	if err != nil {
 		return err
 	}
@@ -77,8 +78,6 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 		log.Info("NATS_URL is unset: started an embedded JetStream server; publish alerts to it",
 			zap.String("url", url), zap.String("store", store))
 	}
-	reg, m := newMetrics()
-	w.metrics = m
 	// Health answers from the start, readiness once the worker pulls alerts.
 	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, reg, log)
 	if err != nil {

@@ -43,15 +43,17 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 	if tweak != nil {
 		tweak(&s)
 	}
-	w, err := newWorker(&s, zap.NewNop())
+	reg, m := newMetrics()
+	if s.httpAddr == "" {
+		m = nil // as the demo runs: no metrics at all
+	}
+	w, err := newWorker(&s, zap.NewNop(), m)
 	if err != nil {
 		t.Fatalf("new worker: %v", err)
 	}
 	nc := queuetest.Connect(t, emb)
 	httpURL := ""
 	if s.httpAddr != "" { // as `worker run` does
-		reg, m := newMetrics()
-		w.metrics = m
 		bound, stop, err := serveHTTP(s.httpAddr, w.ready, reg, zap.NewNop())
 		if err != nil {
 			t.Fatalf("serve http: %v", err)

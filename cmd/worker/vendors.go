@@ -46,10 +46,12 @@ func catalogue() *actions.Catalogue {
 // vendors holds the configured vendors the playbooks use: their runnable actions, their rate
 // limits, and what to end at shutdown.
 type vendors struct {
-	registry *actions.Registry
-	limits   map[string]float64 // vendor → requests per second; 0: none
-	sessions []func(context.Context) error
-	stops    []func() // fakes started for --simulate
+	maxInFlight int             // sizes each vendor's idle connections
+	requests    requestObserver // hears every vendor request; nil: none
+	registry    *actions.Registry
+	limits      map[string]float64 // vendor → requests per second; 0: none
+	sessions    []func(context.Context) error
+	stops       []func() // fakes started for --simulate
 }
 
 // close ends the vendors' sessions (PVWA logs off), then stops any fakes.
@@ -94,7 +96,7 @@ func (v *vendors) names() []string { return sortedKeys(v.limits) }
 // newVendors configures every vendor a playbook uses, from the environment or, with simulate,
 // as its in-process fake. Every missing or malformed variable is reported at once, per vendor,
 // with the playbooks that need it.
-func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), deps actions.Deps) (*vendors, error) {
+func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), deps actions.Deps, maxInFlight int, requests requestObserver) (*vendors, error) {
 	users := map[string][]string{} // vendor → playbooks
 	for _, pb := range pbs {
 		for _, vendor := range pb.Vendors() {
@@ -102,7 +104,7 @@ func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (strin
 		}
 	}
 	reg, _ := actions.NewRegistry()
-	v := &vendors{registry: reg, limits: map[string]float64{}}
+	v := &vendors{registry: reg, limits: map[string]float64{}, maxInFlight: maxInFlight, requests: requests}
 	var problems []string
 	known := map[string]bool{}
 	for _, vendor := range vendorList() {
@@ -156,6 +158,12 @@ func (v *vendors) configure(vendor actions.Vendor, simulate bool, env func(strin
 	}
 	if deps.Log == nil {
 		deps.Log = zap.NewNop()
+	}
+	if deps.HTTP == nil {
+		// Checked by Configure too, with every other variable; here only to build the client.
+		if hc, err := vendorHTTPClient(vendor, s, v.maxInFlight, v.requests); err == nil {
+			deps.HTTP = hc
+		}
 	}
 	return vendor.Configure(s, deps)
 }

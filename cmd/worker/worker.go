@@ -66,16 +66,18 @@ func loadPlaybooks(dir string) ([]*playbook.Playbook, error) {
 
 // newWorker loads the playbooks and configures the vendors they use, before any connection is
 // made: anything wrong stops start-up with a message naming the file, playbook or variable.
-func newWorker(s *settings, log *zap.Logger) (*worker, error) {
+// m may be nil: no metrics.
+func newWorker(s *settings, log *zap.Logger, m *metrics.Metrics) (*worker, error) {
 	pbs, err := loadPlaybooks(s.playbooks)
 	if err != nil {
 		return nil, err
 	}
-	v, err := newVendors(pbs, s.simulate, s.vendorEnv, actions.Deps{Log: log})
+	deps := actions.Deps{Log: log, UserAgent: currentBuild().userAgent()}
+	v, err := newVendors(pbs, s.simulate, s.vendorEnv, deps, s.maxInFlight, m)
 	if err != nil {
 		return nil, err
 	}
-	return &worker{pbs: pbs, vendors: v, settings: s, log: log}, nil
+	return &worker{pbs: pbs, vendors: v, settings: s, log: log, metrics: m}, nil
 }
 
 // run makes sure the streams, consumer and journal exist, then consumes alerts until ctx ends
@@ -99,6 +101,19 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	q.SetObserver(w.metrics)
 	w.state.Store(&runState{nc: nc, q: q})
 	defer w.state.Store(nil)
+	if w.metrics != nil {
+		b := currentBuild()
+		w.metrics.Build(b.Version, b.Commit, b.GoVersion)
+		known := map[string][]metrics.Step{}
+		for _, pb := range w.pbs {
+			for _, st := range pb.Steps {
+				known[pb.Name] = append(known[pb.Name], metrics.Step{Action: st.Action})
+			}
+		}
+		w.metrics.Known(known)
+		stopGauges := w.watchGauges(ctx, nc, q)
+		defer stopGauges()
+	}
 	w.metrics.Vendors(w.vendors.names()...)
 	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(w.settings.breaker), actions.WithObserver(w.metrics))...)
 	name := workerName()
@@ -147,6 +162,33 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 		}
 		return v
 	}
+}
+
+// watchGauges keeps the connection and consumer gauges current until stopped.
+func (w *worker) watchGauges(ctx context.Context, nc *nats.Conn, q *queue.Queue) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			w.metrics.NATSConnected(nc.IsConnected())
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if pending, ackPending, err := q.ConsumerState(qctx); err == nil {
+				w.metrics.ConsumerAlerts(pending, ackPending)
+			}
+			cancel()
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
 }
 
 func workerName() string {

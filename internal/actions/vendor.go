@@ -2,9 +2,11 @@ package actions
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 
@@ -53,7 +55,10 @@ type Vendor struct {
 	// RateLimitVar names the Var holding the client-side limit in requests per second (0: none);
 	// "" when the vendor has none.
 	RateLimitVar string
-	Specs        []Spec
+	// CAVar names the Var holding the path of a PEM file of CA certificates to trust for the
+	// vendor, beside the system's (a TLS-inspecting proxy, an on-premises PVWA); "" for none.
+	CAVar string
+	Specs []Spec
 	// Open builds the vendor's actions from settings that Configure has checked.
 	Open func(s Settings, d Deps) (*Instance, error)
 	// Simulate starts the vendor's strict fake in the process and returns the settings that point
@@ -130,6 +135,24 @@ func RateVar(name, def string) Var {
 		Name: name, Default: def,
 		Doc:   "client-side limit on requests per second to the vendor from this worker process; 0 for none",
 		Check: func(v string) error { _, err := ParseRate(v); return err },
+	}
+}
+
+// CAVar declares a vendor's CA-certificate variable.
+func CAVar(name string) Var {
+	return Var{
+		Name: name,
+		Doc:  "path of a PEM file of CA certificates to trust for this vendor, beside the system's (a TLS-inspecting proxy, a private CA)",
+		Check: func(v string) error {
+			b, err := os.ReadFile(v)
+			if err != nil {
+				return fmt.Errorf("read CA certificates: %w", err)
+			}
+			if !x509.NewCertPool().AppendCertsFromPEM(b) {
+				return fmt.Errorf("%s holds no PEM certificate", v)
+			}
+			return nil
+		},
 	}
 }
 

@@ -120,13 +120,13 @@ type Observer interface {
 	// those of a delivery that will be retried and so not published.
 	PlaybookFinished(playbook, status string)
 	// StepFinished reports each step of a run: succeeded, failed, skipped or reused.
-	StepFinished(action, status string)
+	StepFinished(playbook, action, status string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) PlaybookFinished(string, string) {}
-func (nopObserver) StepFinished(string, string)     {}
+func (nopObserver) PlaybookFinished(string, string)     {}
+func (nopObserver) StepFinished(string, string, string) {}
 
 // Options are the engine's settings.
 type Options struct {
@@ -300,7 +300,7 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 				}
 			}
 		}
-		e.opts.Observer.StepFinished(st.Action, observed)
+		e.opts.Observer.StepFinished(pb.Name, st.Action, observed)
 		env.Steps[st.ID] = playbook.StepState{Status: so.Status, Output: so.Output, Error: so.Error}
 		out.Steps = append(out.Steps, so)
 	}

@@ -611,7 +611,7 @@ func (o *obsRecorder) PlaybookFinished(playbook, status string) {
 	o.playbooks = append(o.playbooks, playbook+"="+status)
 }
 
-func (o *obsRecorder) StepFinished(action, status string) {
+func (o *obsRecorder) StepFinished(_, action, status string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.steps = append(o.steps, action+"="+status)

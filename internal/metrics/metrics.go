@@ -30,6 +30,10 @@ type Metrics struct {
 	alertDuration  prometheus.Histogram
 	breakerState   *prometheus.GaugeVec
 	breakerChanges *prometheus.CounterVec
+	vendorRequests *prometheus.HistogramVec
+	buildInfo      *prometheus.GaugeVec
+	natsConnected  prometheus.Gauge
+	consumerState  *prometheus.GaugeVec
 }
 
 var (
@@ -64,8 +68,25 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"playbook", "status"}),
 		stepRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "step_runs_total",
-			Help: "Playbook steps finished, by action and status: succeeded, failed, skipped, or reused from the step journal.",
-		}, []string{"action", "status"}),
+			Help: "Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, or reused from the step journal.",
+		}, []string{"playbook", "action", "status"}),
+		vendorRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "vendor_request_duration_seconds",
+			Help:    "Vendor HTTP requests, by vendor and status code (error: no answer), and how long each took.",
+			Buckets: durationBuckets,
+		}, []string{"vendor", "code"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "build_info",
+			Help: "Always 1; the labels say which build is running.",
+		}, []string{"version", "commit", "goversion"}),
+		natsConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "nats_connected",
+			Help: "1 while the worker is connected to NATS, else 0.",
+		}),
+		consumerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "consumer_alerts",
+			Help: "The shared consumer's alerts, by state: pending (not delivered yet) and ack_pending (delivered, waiting to be acked, parked ones included). Read every 15 s.",
+		}, []string{"state"}),
 		actionAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "action_attempts_total",
 			Help: "Calls of an action, by action, result (ok, retryable or permanent) and, for a failure, its reason (auth, rate_limited, client, server, timeout, network, invalid_input, bad_response, canceled, unknown; empty for ok).",
@@ -97,8 +118,15 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
 		m.alertsFinished.WithLabelValues(r)
 	}
+	for _, r := range []string{"invalid", "too_large", "exhausted", "unpublishable"} {
+		m.deadLetters.WithLabelValues(r)
+	}
+	for _, st := range []string{"pending", "ack_pending"} {
+		m.consumerState.WithLabelValues(st)
+	}
 	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
-		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges)
+		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges,
+		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState)
 	return m
 }
 
@@ -138,11 +166,73 @@ func (m *Metrics) PlaybookFinished(playbook, status string) {
 }
 
 // StepFinished implements engine.Observer.
-func (m *Metrics) StepFinished(action, status string) {
+func (m *Metrics) StepFinished(playbook, action, status string) {
 	if m == nil {
 		return
 	}
-	m.stepRuns.WithLabelValues(action, status).Inc()
+	m.stepRuns.WithLabelValues(playbook, action, status).Inc()
+}
+
+// Build records which build runs.
+func (m *Metrics) Build(version, commit, goVersion string) {
+	if m == nil {
+		return
+	}
+	m.buildInfo.WithLabelValues(version, commit, goVersion).Set(1)
+}
+
+// Known makes every label value known from the playbooks start at zero, so rates and alert
+// rules work before the first event: each playbook's outcomes by status, each step's runs by
+// status, each action's attempts by result.
+func (m *Metrics) Known(playbooks map[string][]Step) {
+	if m == nil {
+		return
+	}
+	m.outcomes.WithLabelValues("", "unmatched")
+	for pb, steps := range playbooks {
+		for _, st := range []string{"succeeded", "failed", "shadowed"} {
+			m.outcomes.WithLabelValues(pb, st)
+		}
+		for _, s := range steps {
+			for _, st := range []string{"succeeded", "failed", "skipped", "reused"} {
+				m.stepRuns.WithLabelValues(pb, s.Action, st)
+			}
+			m.actionAttempts.WithLabelValues(s.Action, actions.AttemptOK, "")
+			m.actionDuration.WithLabelValues(s.Action)
+		}
+	}
+}
+
+// Step is what Known needs of a playbook step.
+type Step struct{ Action string }
+
+// VendorRequest records one vendor HTTP request.
+func (m *Metrics) VendorRequest(vendor, code string, took time.Duration) {
+	if m == nil {
+		return
+	}
+	m.vendorRequests.WithLabelValues(vendor, code).Observe(took.Seconds())
+}
+
+// NATSConnected records whether the worker is connected.
+func (m *Metrics) NATSConnected(up bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if up {
+		v = 1
+	}
+	m.natsConnected.Set(v)
+}
+
+// ConsumerAlerts records the shared consumer's pending and ack-pending counts.
+func (m *Metrics) ConsumerAlerts(pending, ackPending uint64) {
+	if m == nil {
+		return
+	}
+	m.consumerState.WithLabelValues("pending").Set(float64(pending))
+	m.consumerState.WithLabelValues("ack_pending").Set(float64(ackPending))
 }
 
 // ActionAttempted implements actions.Observer.

@@ -19,8 +19,8 @@ func TestCountersMove(t *testing.T) {
 	m.AlertReceived()
 	m.PlaybookFinished("phishing-quarantine", "succeeded")
 	m.PlaybookFinished("", "unmatched")
-	m.StepFinished("checkpoint.get_event", "reused")
-	m.StepFinished("checkpoint.quarantine_entity", "succeeded")
+	m.StepFinished("phishing-quarantine", "checkpoint.get_event", "reused")
+	m.StepFinished("phishing-quarantine", "checkpoint.quarantine_entity", "succeeded")
 	m.ActionAttempted("checkpoint.quarantine_entity", "retryable", "server")
 	m.ActionAttempted("checkpoint.quarantine_entity", "ok", "")
 	m.ActionFinished("checkpoint.quarantine_entity", 1500*time.Millisecond)
@@ -41,15 +41,18 @@ riposte_alerts_in_flight 1
 riposte_alerts_received_total 2
 # HELP riposte_dead_letters_total Alerts stored on the dead-letter stream, by reason.
 # TYPE riposte_dead_letters_total counter
+riposte_dead_letters_total{reason="exhausted"} 0
 riposte_dead_letters_total{reason="invalid"} 1
+riposte_dead_letters_total{reason="too_large"} 0
+riposte_dead_letters_total{reason="unpublishable"} 0
 # HELP riposte_outcomes_total Playbook runs finished, by playbook and outcome status (an unmatched alert: status unmatched, playbook empty); includes runs of deliveries that will be retried.
 # TYPE riposte_outcomes_total counter
 riposte_outcomes_total{playbook="",status="unmatched"} 1
 riposte_outcomes_total{playbook="phishing-quarantine",status="succeeded"} 1
-# HELP riposte_step_runs_total Playbook steps finished, by action and status: succeeded, failed, skipped, or reused from the step journal.
+# HELP riposte_step_runs_total Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, or reused from the step journal.
 # TYPE riposte_step_runs_total counter
-riposte_step_runs_total{action="checkpoint.get_event",status="reused"} 1
-riposte_step_runs_total{action="checkpoint.quarantine_entity",status="succeeded"} 1
+riposte_step_runs_total{action="checkpoint.get_event",playbook="phishing-quarantine",status="reused"} 1
+riposte_step_runs_total{action="checkpoint.quarantine_entity",playbook="phishing-quarantine",status="succeeded"} 1
 # HELP riposte_action_attempts_total Calls of an action, by action, result (ok, retryable or permanent) and, for a failure, its reason (auth, rate_limited, client, server, timeout, network, invalid_input, bad_response, canceled, unknown; empty for ok).
 # TYPE riposte_action_attempts_total counter
 riposte_action_attempts_total{action="checkpoint.quarantine_entity",reason="",result="ok"} 1
@@ -120,7 +123,13 @@ func TestNilRecordsNothingAndDoesNotPanic(t *testing.T) {
 	m.AlertFinished("acked", time.Second)
 	m.DeadLettered("exhausted")
 	m.PlaybookFinished("p", "failed")
-	m.StepFinished("a", "failed")
+	m.StepFinished("p", "a", "failed")
+	m.VendorRequest("v", "200", time.Second)
+	m.Known(map[string][]metrics.Step{"p": {{Action: "a"}}})
+	m.Build("v", "c", "go")
+	m.NATSConnected(true)
+	m.ConsumerAlerts(1, 2)
+	m.BreakerChanged("v", "closed", "open")
 	m.ActionAttempted("a", "permanent", "client")
 	m.ActionFinished("a", time.Second)
 }
@@ -140,5 +149,46 @@ func TestTwoRegistriesDoNotShareState(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// Every label value the playbooks make known is exported at zero from the start; the gauges
+// say what they were last told.
+func TestKnownSeriesStartAtZero(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := metrics.New(reg)
+	m.Known(map[string][]metrics.Step{"gz-isolate": {{Action: "gravityzone.isolate_endpoint"}}})
+	m.Build("1.2.0", "abc1234", "go1.26.8")
+	m.NATSConnected(true)
+	m.ConsumerAlerts(7, 3)
+	m.VendorRequest("gravityzone", "200", 40*time.Millisecond)
+	want := `
+# HELP riposte_build_info Always 1; the labels say which build is running.
+# TYPE riposte_build_info gauge
+riposte_build_info{commit="abc1234",goversion="go1.26.8",version="1.2.0"} 1
+# HELP riposte_consumer_alerts The shared consumer's alerts, by state: pending (not delivered yet) and ack_pending (delivered, waiting to be acked, parked ones included). Read every 15 s.
+# TYPE riposte_consumer_alerts gauge
+riposte_consumer_alerts{state="ack_pending"} 3
+riposte_consumer_alerts{state="pending"} 7
+# HELP riposte_nats_connected 1 while the worker is connected to NATS, else 0.
+# TYPE riposte_nats_connected gauge
+riposte_nats_connected 1
+# HELP riposte_outcomes_total Playbook runs finished, by playbook and outcome status (an unmatched alert: status unmatched, playbook empty); includes runs of deliveries that will be retried.
+# TYPE riposte_outcomes_total counter
+riposte_outcomes_total{playbook="",status="unmatched"} 0
+riposte_outcomes_total{playbook="gz-isolate",status="failed"} 0
+riposte_outcomes_total{playbook="gz-isolate",status="shadowed"} 0
+riposte_outcomes_total{playbook="gz-isolate",status="succeeded"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"riposte_build_info", "riposte_consumer_alerts", "riposte_nats_connected", "riposte_outcomes_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(reg, "riposte_step_runs_total"); n != 4 {
+		t.Errorf("%d step series, want 4 (each status of the one step)", n)
+	}
+	if n := testutil.CollectAndCount(reg, "riposte_vendor_request_duration_seconds"); n != 1 {
+		t.Errorf("%d vendor request series, want 1", n)
 	}
 }

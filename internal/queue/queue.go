@@ -153,6 +153,20 @@ func (q *Queue) SetObserver(o Observer) {
 // Ready says the queue is bound to its consumer and pulling alerts, its last pull unfailed.
 func (q *Queue) Ready() bool { return q.ready.Load() }
 
+// ConsumerState reads the shared consumer's counts: alerts not delivered yet, and delivered
+// but not acked (parked ones included).
+func (q *Queue) ConsumerState(ctx context.Context) (pending, ackPending uint64, err error) {
+	c, err := q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.NumPending, uint64(info.NumAckPending), nil
+}
+
 // Config returns the effective configuration, defaults filled in.
 func (q *Queue) Config() Config { return q.cfg }
 

@@ -15,6 +15,7 @@ const (
 	EnvRegion    = "HEC_REGION"
 	EnvClientID  = "HEC_CLIENT_ID"
 	EnvAccessKey = "HEC_ACCESS_KEY"
+	EnvCACert    = "HEC_CA_CERT"
 	EnvRateLimit = "HEC_RATE_LIMIT"
 )
 
@@ -31,8 +32,10 @@ func Vendor() actions.Vendor {
 			{Name: EnvClientID, Required: true, Doc: "the API key's client id"},
 			{Name: EnvAccessKey, Required: true, Secret: true, Doc: "the API key's access key"},
 			actions.RateVar(EnvRateLimit, "0"),
+			actions.CAVar(EnvCACert),
 		},
 		RateLimitVar: EnvRateLimit,
+		CAVar:        EnvCACert,
 		Specs:        actions.SpecsOf(defs()),
 		Open:         open,
 		Simulate:     simulate,

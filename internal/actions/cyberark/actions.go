@@ -14,6 +14,7 @@ const (
 	EnvUsername   = "PVWA_USERNAME"
 	EnvPassword   = "PVWA_PASSWORD"
 	EnvAuthMethod = "PVWA_AUTH_METHOD"
+	EnvCACert     = "PVWA_CA_CERT"
 	EnvRateLimit  = "PVWA_RATE_LIMIT"
 )
 
@@ -33,8 +34,10 @@ func Vendor() actions.Vendor {
 				Doc:   "how PVWA checks the password: CyberArk, LDAP, RADIUS or Windows (any case)",
 				Check: func(v string) error { _, err := authMethod(v); return err }},
 			actions.RateVar(EnvRateLimit, "0"),
+			actions.CAVar(EnvCACert),
 		},
 		RateLimitVar: EnvRateLimit,
+		CAVar:        EnvCACert,
 		Specs:        actions.SpecsOf(defs()),
 		Open:         open,
 		Simulate:     simulate,

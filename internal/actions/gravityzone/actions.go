@@ -18,6 +18,7 @@ const vendor = "gravityzone"
 const (
 	EnvBaseURL   = "GZ_BASE_URL"
 	EnvAPIKey    = "GZ_API_KEY"
+	EnvCACert    = "GZ_CA_CERT"
 	EnvRateLimit = "GZ_RATE_LIMIT"
 )
 
@@ -38,8 +39,10 @@ func Vendor() actions.Vendor {
 				Check: checkAPIKey},
 			// The service allows a key about 10 requests a second.
 			actions.RateVar(EnvRateLimit, "10"),
+			actions.CAVar(EnvCACert),
 		},
 		RateLimitVar: EnvRateLimit,
+		CAVar:        EnvCACert,
 		Specs:        actions.SpecsOf(defs()),
 		Open:         open,
 		Simulate:     simulate,
