@@ -138,7 +138,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
 		res := e.Process(ctx, engine.Alert{
-			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID,
+			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID, ReplayOf: a.ReplayOf,
 		})
 		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
 		// without using up the alert's budget of vendor failures.

@@ -48,6 +48,8 @@ type Outcome struct {
 	Error string `json:"error,omitempty"`
 	// Simulated marks a run against the in-process vendor fakes (--simulate).
 	Simulated bool `json:"simulated,omitempty"`
+	// ReplayOf is the dead-letter sequence the alert was replayed from (worker dlq replay).
+	ReplayOf string `json:"replay_of,omitempty"`
 }
 
 // StepOutcome is one step's part of an outcome.
@@ -73,6 +75,8 @@ type Alert struct {
 	Deliveries int
 	// Failures is how many earlier deliveries ended in a vendor failure.
 	Failures int
+	// ReplayOf is the dead-letter sequence the alert was replayed from; "" for a first run.
+	ReplayOf string
 	// JournalID, when set, names the alert in the step journal instead of ID (see queue.Alert).
 	JournalID string
 }
@@ -226,7 +230,7 @@ func (e *Engine) env(a Alert, pb *playbook.Playbook) *playbook.Env {
 func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {
 	return Outcome{
 		AlertID: a.ID, Subject: a.Subject, Playbook: name, StartedAt: started,
-		Worker: e.opts.Worker, Deliveries: a.Deliveries, FailedDeliveries: a.Failures, Steps: []StepOutcome{}, Simulated: e.opts.Simulated,
+		Worker: e.opts.Worker, Deliveries: a.Deliveries, FailedDeliveries: a.Failures, Steps: []StepOutcome{}, Simulated: e.opts.Simulated, ReplayOf: a.ReplayOf,
 	}
 }
 

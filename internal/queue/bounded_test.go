@@ -298,3 +298,24 @@ func TestHeldBackAlertsWaitForTheirVendor(t *testing.T) {
 		t.Errorf("detail %q", d)
 	}
 }
+
+// A replayed alert keeps its id, but its outcome is stored beside the first run's instead of
+// being dropped as its duplicate.
+func TestReplayedAlertsOutcomeIsNotADuplicate(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "p", JSON: []byte(`{}`)}}}
+	})
+	h.run(h.q, rec.handle)
+	h.publish("soar.alerts.x.y", []byte(`{"id":"r-1"}`), nil)
+	h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 1)
+	h.publish("soar.alerts.x.y", []byte(`{"id":"r-1"}`), hdr(queue.HeaderReplayOf, "42"))
+	got := h.waitMessages("SOAR_OUTCOMES", "soar.outcomes.p", 2)
+	if id := got[1].Header.Get(nats.MsgIdHdr); id != "r-1:replay-42:p" {
+		t.Errorf("replay's outcome id %q", id)
+	}
+	if calls := rec.calls(); len(calls) != 2 || calls[1].ReplayOf != "42" || calls[1].ID != "r-1" {
+		t.Errorf("the replay was handled as %+v", calls[len(calls)-1])
+	}
+}

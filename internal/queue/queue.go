@@ -32,10 +32,14 @@ const (
 	HeaderTruncated     = "Riposte-Truncated" // the payload's original size, when cut to fit
 	// HeaderTruncatedHeaders names the copied headers whose values were cut to fit.
 	HeaderTruncatedHeaders = "Riposte-Truncated-Headers"
-	dlqReasonInvalid       = "invalid"
-	dlqReasonTooLarge      = "too_large"
-	dlqReasonExhausted     = "exhausted"
-	dlqReasonUnpublished   = "unpublishable"
+	// HeaderReplayOf marks an alert republished from the dead-letter stream (worker dlq replay):
+	// the dead letter's sequence there. Its outcomes get message ids of their own, so that they
+	// are not dropped as duplicates of the first run's.
+	HeaderReplayOf       = "Riposte-Replay-Of"
+	dlqReasonInvalid     = "invalid"
+	dlqReasonTooLarge    = "too_large"
+	dlqReasonExhausted   = "exhausted"
+	dlqReasonUnpublished = "unpublishable"
 	// MaxAlertIDBytes is the longest alert id accepted: ids travel in headers and message ids.
 	MaxAlertIDBytes = 256
 	// maxCopiedHeader is the longest header value a dead letter keeps whole.
@@ -62,6 +66,8 @@ type Alert struct {
 	// Parks is how many earlier deliveries were handed back because a vendor was held back:
 	// those count against nothing but the time the alert may wait (MaxHeldBack).
 	Parks int
+	// ReplayOf is the dead-letter sequence this alert was replayed from, "" for a first run.
+	ReplayOf string
 }
 
 // Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
@@ -606,6 +612,7 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	}
 	// The id comes first, so that even a dead letter can be traced back to its producer.
 	a.ID = a.Headers[nats.MsgIdHdr]
+	a.ReplayOf = a.Headers[HeaderReplayOf]
 	data := msg.Data()
 	if len(data) > q.cfg.MaxAlertBytes {
 		if a.ID == "" {
@@ -703,6 +710,9 @@ func (q *Queue) heartbeat(msg jetstream.Msg, log *zap.Logger) (stop func()) {
 // at the same sequence of a re-created stream is not taken for a duplicate of the old one.
 func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
 	alertID, scoped := a.ID, a.scopedID()
+	if a.ReplayOf != "" {
+		scoped += ":replay-" + a.ReplayOf
+	}
 	futures := make([]jetstream.PubAckFuture, 0, len(outs))
 	for _, o := range outs {
 		name := o.Playbook
