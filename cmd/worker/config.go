@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"io"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,6 +22,55 @@ type envFlags struct {
 	errs   []error
 	// takesFile says the command reads one positional argument (a file, or - for stdin).
 	takesFile bool
+	// envOnly are the variables that have no flag, listed by -h after the flags.
+	envOnly []envVar
+}
+
+// envVar is an environment variable without a flag, for -h.
+type envVar struct{ name, doc string }
+
+// envOnlyVars are the NATS and vendor variables, listed by `worker run -h`.
+func envOnlyVars() []envVar {
+	vars := []envVar{
+		{"NATS_URL", "server(s) to connect to, comma-separated (or --nats-url); unset: an embedded server"},
+		{"NATS_CREDS", "path of a .creds file (JWT)"},
+		{"NATS_NKEY_SEED", "a user nkey seed, or the path of a seed file (NATS_NKEY is taken too); also NATS_NKEY_SEED_FILE"},
+		{"NATS_TOKEN", "token; also NATS_TOKEN_FILE"},
+		{"NATS_USER", "user name"},
+		{"NATS_PASSWORD", "password; also NATS_PASSWORD_FILE"},
+		{"NATS_CA", "CA certificate file for TLS"},
+		{"NATS_CERT", "client certificate file for mutual TLS"},
+		{"NATS_KEY", "client key file for mutual TLS"},
+	}
+	for _, v := range vendorList() {
+		for _, d := range v.Vars {
+			doc := v.Name + ": " + d.Doc
+			if d.Required {
+				doc += " (required when a playbook uses " + v.Name + ")"
+			}
+			if d.Default != "" {
+				doc += " (default " + d.Default + ")"
+			}
+			if d.Secret {
+				doc += "; also " + d.Name + "_FILE"
+			}
+			vars = append(vars, envVar{d.Name, doc})
+		}
+	}
+	return vars
+}
+
+// printUsage is -h: the flags with their variables, then the variables without flags.
+func (f *envFlags) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: worker %s [flags]\n\nflags (each also set by the environment variable named):\n", f.fs.Name())
+	f.fs.SetOutput(w)
+	f.fs.PrintDefaults()
+	if len(f.envOnly) > 0 {
+		fmt.Fprint(w, "\nenvironment only:\n")
+		for _, v := range f.envOnly {
+			fmt.Fprintf(w, "  %s\n    \t%s\n", v.name, v.doc)
+		}
+	}
 }
 
 // environ looks up an environment variable, telling unset from set-but-empty (os.LookupEnv).
@@ -34,6 +84,7 @@ func (e environ) get(name string) string {
 
 func newEnvFlags(name string, env environ) *envFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = nil // parseFlags prints printUsage, unless a command sets its own
 	return &envFlags{fs: fs, lookup: env}
 }
 
@@ -115,6 +166,9 @@ type settings struct {
 	vendorEnv   func(string) (string, error)
 	maxInFlight int
 	breaker     actions.GuardSettings
+	// warnings are settings that work but are likely a mistake, logged at start.
+	warnings []string
+	env      environ
 }
 
 // defineCommon declares the flags shared by the commands that read playbooks.
@@ -133,6 +187,7 @@ func defineCommonWithLogs(f *envFlags, s *settings, level, format string) {
 func defineWorker(f *envFlags, s *settings) {
 	d := queue.DefaultConfig()
 	q := &s.queue
+	f.String(&s.natsURL, "nats-url", "NATS_URL", "", "NATS server(s) to connect to, comma-separated; empty starts an embedded server")
 	f.String(&s.dataDir, "data-dir", "RIPOSTE_DATA_DIR", "./data", "the embedded server's JetStream store (only when NATS_URL is unset)")
 	f.StringOrEmpty(&s.httpAddr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "metrics and health endpoints; empty disables")
 	f.String(&s.natsListen, "nats-listen", "RIPOSTE_NATS_LISTEN", "127.0.0.1:4222", "where the embedded server listens (only when NATS_URL is unset)")
@@ -166,14 +221,46 @@ func defineWorker(f *envFlags, s *settings) {
 }
 
 // finish completes settings after parsing: derived values and the environment-only variables.
+// It reports every unusable value at once; none is silently replaced by a default.
 func (s *settings) finish(env environ) error {
-	getenv := env.get
+	s.env = env
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	s.queue.MaxInFlight = s.maxInFlight
 	if s.maxInFlight < 1 {
-		return fmt.Errorf("--max-in-flight must be at least 1, got %d", s.maxInFlight)
+		bad("--max-in-flight must be at least 1, got %d", s.maxInFlight)
 	}
 	if s.breaker.Failures < 1 || s.breaker.OpenFor <= 0 {
-		return fmt.Errorf("--breaker-failures must be at least 1 and --breaker-open-for positive, got %d and %s", s.breaker.Failures, s.breaker.OpenFor)
+		bad("--breaker-failures must be at least 1 and --breaker-open-for positive, got %d and %s", s.breaker.Failures, s.breaker.OpenFor)
+	}
+	q := s.queue
+	for _, c := range []struct {
+		flag string
+		v    int64
+		min  int64
+	}{
+		{"--max-deliver", int64(q.MaxDeliver), 1}, {"--max-deliveries", int64(q.MaxDeliveries), 1},
+		{"--max-ack-pending", int64(q.MaxAckPending), 0}, {"--max-alert-bytes", int64(q.MaxAlertBytes), 1},
+		{"--journal-max-bytes", q.JournalMaxBytes, 1}, {"--stream-replicas", int64(q.Replicas), 1},
+	} {
+		if c.v < c.min {
+			bad("%s must be at least %d, got %d", c.flag, c.min, c.v)
+		}
+	}
+	for _, c := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--ack-wait", q.AckWait}, {"--retry-delay", q.RetryDelay}, {"--max-retry-delay", q.MaxRetryDelay},
+		{"--max-retry-after", q.MaxRetryAfter}, {"--duplicate-window", q.DuplicateWindow}, {"--grace-period", q.GracePeriod},
+		{"--journal-ttl", q.JournalTTL}, {"--max-held-back", q.MaxHeldBack},
+	} {
+		if c.v <= 0 {
+			bad("%s must be a positive duration, got %s", c.flag, c.v)
+		}
+	}
+	if q.MaxDeliveries > 0 && q.MaxDeliver > q.MaxDeliveries {
+		bad("--max-deliver (%d) must not exceed --max-deliveries (%d)", q.MaxDeliver, q.MaxDeliveries)
 	}
 	g := actions.DefaultGuardSettings(s.maxInFlight)
 	s.breaker.MaxOpenFor, s.breaker.SlowAfter, s.breaker.MaxCalls = max(g.MaxOpenFor, s.breaker.OpenFor), g.SlowAfter, g.MaxCalls
@@ -183,11 +270,63 @@ func (s *settings) finish(env environ) error {
 			s.queue.AlertsSubjects = append(s.queue.AlertsSubjects, subj)
 		}
 	}
-	s.natsURL = strings.TrimSpace(getenv("NATS_URL"))
+	s.natsURL = strings.TrimSpace(s.natsURL)
+	if err := queue.ValidateNames(s.queue); err != nil {
+		errs = append(errs, err)
+	}
 	s.vendorEnv = secretReader(env)
 	var err error
 	s.natsAuth, err = natsAuth(env)
-	return err
+	errs = append(errs, err)
+	s.warnings = settingWarnings(env)
+	return errors.Join(errs...)
+}
+
+// settingWarnings are settings that work but are likely a mistake.
+func settingWarnings(env environ) []string {
+	var out []string
+	names := []string{"NATS_NKEY_SEED", "NATS_NKEY", "NATS_TOKEN", "NATS_PASSWORD"}
+	for _, v := range vendorList() {
+		for _, d := range v.Vars {
+			names = append(names, d.Name)
+		}
+	}
+	for _, n := range names {
+		if env.get(n) != "" && env.get(n+"_FILE") != "" {
+			out = append(out, fmt.Sprintf("both %s and %s_FILE are set; %s is used", n, n, n))
+		}
+	}
+	var methods []string
+	for _, m := range []struct{ name, v string }{
+		{"NATS_CREDS", env.get("NATS_CREDS")},
+		{"NATS_NKEY_SEED", env.get("NATS_NKEY_SEED") + env.get("NATS_NKEY_SEED_FILE") + env.get("NATS_NKEY")},
+		{"NATS_TOKEN", env.get("NATS_TOKEN") + env.get("NATS_TOKEN_FILE")},
+		{"NATS_USER", env.get("NATS_USER")},
+	} {
+		if strings.TrimSpace(m.v) != "" {
+			methods = append(methods, m.name)
+		}
+	}
+	if len(methods) > 1 {
+		out = append(out, fmt.Sprintf("several NATS authentication methods are set (%s); only %s is used", strings.Join(methods, ", "), methods[0]))
+	}
+	return out
+}
+
+// effective is what the worker runs with, for the start-up log line: no secrets.
+func (s *settings) effective() map[string]any {
+	q := s.queue
+	nats := s.natsURL
+	if nats == "" {
+		nats = "embedded at " + s.natsListen
+	}
+	return map[string]any{
+		"playbooks": s.playbooks, "nats": queue.RedactURLs(nats), "http_addr": s.httpAddr, "simulate": s.simulate,
+		"max_in_flight": s.maxInFlight, "consumer": q.Consumer, "alerts_stream": q.AlertsStream,
+		"max_deliver": q.MaxDeliver, "max_deliveries": q.MaxDeliveries, "ack_wait": q.AckWait.String(),
+		"grace_period": q.GracePeriod.String(), "stream_replicas": q.Replicas,
+		"breaker_failures": s.breaker.Failures, "breaker_open_for": s.breaker.OpenFor.String(),
+	}
 }
 
 // natsAuth reads the NATS_* credentials of docs/configuration.md, secrets also from their _FILE form.
@@ -201,7 +340,7 @@ func natsAuth(env environ) (queue.Auth, error) {
 	}
 	a := queue.Auth{
 		CredsFile: env.get("NATS_CREDS"),
-		NKeySeed:  get("NATS_NKEY_SEED"),
+		NKeySeed:  firstOf(get("NATS_NKEY_SEED"), get("NATS_NKEY")), // NATS_NKEY: the nats CLI's name
 		Token:     get("NATS_TOKEN"),
 		User:      env.get("NATS_USER"),
 		Password:  get("NATS_PASSWORD"),
@@ -210,6 +349,15 @@ func natsAuth(env environ) (queue.Auth, error) {
 		KeyFile:   env.get("NATS_KEY"),
 	}
 	return a, errors.Join(errs...)
+}
+
+func firstOf(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // secretReader returns a lookup that reads NAME, or else the file named by NAME_FILE, so that

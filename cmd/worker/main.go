@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -79,8 +78,7 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		if err == errHelpShown {
 			return 0
 		}
-		var problems playbook.Problems
-		if errors.As(err, &problems) {
+		if problems, ok := err.(playbook.Problems); ok {
 			// One problem per line, each starting with file:line, for editors and CI to pick up.
 			fmt.Fprintf(stderr, "worker %s: %d problem(s) in the playbooks:\n%v\n", name, len(problems), problems)
 			return 1

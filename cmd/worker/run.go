@@ -26,18 +26,45 @@ var (
 	errHelpShown  = errors.New("help shown")
 )
 
-// parseFlags parses args, mapping the flag package's outcomes to exit codes; bad environment
-// values are reported after bad flags.
+// parseFlags parses args, mapping the flag package's outcomes to exit codes. A bad flag and
+// bad environment values are reported together; -h prints every flag and variable, a mistake
+// only a line saying how to see them.
 func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
+	if stderr == nil {
+		stderr = io.Discard
+	}
 	f.fs.SetOutput(stderr)
+	full := f.fs.Usage
+	if full == nil {
+		full = func() { f.printUsage(stderr) }
+	}
+	help := false
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			help = true
+		}
+		if a == "--" {
+			break
+		}
+	}
+	f.fs.Usage = func() {
+		if help {
+			full()
+		}
+	}
 	if err := f.fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return errHelpShown
 		}
+		// The flag package has printed the problem; the environment's follow it.
+		for _, e := range f.errs {
+			fmt.Fprintln(stderr, e)
+		}
+		fmt.Fprintf(stderr, "run 'worker %s -h' for its flags and environment variables\n", f.fs.Name())
 		return errFlagsShown
 	}
 	if f.fs.NArg() > 0 && !f.takesFile {
-		return fmt.Errorf("unexpected arguments: %v", f.fs.Args())
+		f.errs = append(f.errs, fmt.Errorf("unexpected arguments: %v", f.fs.Args()))
 	}
 	return errors.Join(f.errs...)
 }
@@ -45,24 +72,39 @@ func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
 func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, stderr io.Writer) error {
 	var s settings
 	f := newEnvFlags("run", env)
+	f.envOnly = envOnlyVars()
 	defineCommon(f, &s)
 	defineWorker(f, &s)
+	// Every problem, of flags, environment, files, names, playbooks and vendor settings, is
+	// found before any listener or connection starts, and reported at once.
+	problems := []error{}
 	if err := parseFlags(f, args, stderr); err != nil {
-		return err
+		if err == errFlagsShown || err == errHelpShown {
+			return err
+		}
+		problems = append(problems, err)
 	}
-	if err := s.finish(env); err != nil {
-		return err
-	}
+	problems = append(problems, s.finish(env))
 	log, err := newLogger(s.logLevel, s.logFormat, stderr)
-	if err != nil {
+	problems = append(problems, err)
+	if log == nil {
+		log = zap.NewNop()
+	}
+	reg, m := newMetrics()
+	w, err := newWorker(&s, log, m)
+	problems = append(problems, err)
+	if err := errors.Join(problems...); err != nil {
+		if w != nil {
+			w.vendors.close()
+		}
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-
-	reg, m := newMetrics()
-	w, err := newWorker(&s, log, m)
-	if err != nil {
-		return err
+	b := currentBuild()
+	log.Info("starting riposte worker", zap.String("version", b.Version), zap.String("commit", b.Commit),
+		zap.String("go", b.GoVersion), zap.Any("settings", s.effective()))
+	for _, warning := range s.warnings {
+		log.Warn(warning)
 	}
 
 	url, auth := s.natsURL, s.natsAuth
