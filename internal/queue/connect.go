@@ -1,7 +1,9 @@
 package queue
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	neturl "net/url"
 	"strings"
 	"time"
@@ -87,23 +89,31 @@ func redactURLs(servers string) string {
 }
 
 // nkeyOption signs the server's nonce with a user nkey given as the seed itself or, as the nats
-// tools take it, as a path to a seed file.
+// tools take it, as a path to a seed file. No error repeats the value: a seed of another kind or
+// a mangled one would otherwise come back as "open S…: no such file or directory".
 func nkeyOption(seedOrPath string) (nats.Option, error) {
 	v := strings.TrimSpace(seedOrPath)
-	if !strings.HasPrefix(v, "SU") {
-		opt, err := nats.NkeyOptionFromSeed(v)
-		if err != nil {
-			return nil, fmt.Errorf("read NATS nkey seed file: %w", err)
-		}
-		return opt, nil
-	}
 	kp, err := nkeys.FromSeed([]byte(v))
-	if err != nil {
-		return nil, fmt.Errorf("NATS_NKEY_SEED is not a valid user seed: %w", err)
+	if err != nil && strings.HasPrefix(v, "SU") {
+		return nil, fmt.Errorf("NATS nkey seed: not a valid user seed: %w", err)
 	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("NATS_NKEY_SEED: %w", err)
+	if err == nil {
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("NATS nkey seed: %w", err)
+		}
+		if !nkeys.IsValidPublicUserKey(pub) {
+			return nil, fmt.Errorf("NATS nkey seed: an nkey seed, but not a user's (SU…)")
+		}
+		return nats.Nkey(pub, kp.Sign), nil
 	}
-	return nats.Nkey(pub, kp.Sign), nil
+	opt, err := nats.NkeyOptionFromSeed(v)
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // leave the "path" out: it may be a mistyped seed
+		}
+		return nil, fmt.Errorf("NATS nkey seed: neither a user seed nor a readable seed file: %w", err)
+	}
+	return opt, nil
 }
