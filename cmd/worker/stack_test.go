@@ -33,6 +33,12 @@ type stack struct {
 // startStack starts a worker on the playbooks in dir; tweak may adjust the settings first.
 func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 	t.Helper()
+	return startStackLogged(t, dir, tweak, zap.NewNop())
+}
+
+// startStackLogged is startStack with the worker logging to log.
+func startStackLogged(t *testing.T, dir string, tweak func(*settings), log *zap.Logger) *stack {
+	t.Helper()
 	emb := queuetest.StartJetStream(t)
 	fakes := startFakeVendors(t)
 	hec := fakes.hec
@@ -47,7 +53,7 @@ func startStack(t *testing.T, dir string, tweak func(*settings)) *stack {
 	if s.httpAddr == "" {
 		m = nil // as the demo runs: no metrics at all
 	}
-	w, err := newWorker(&s, zap.NewNop(), m)
+	w, err := newWorker(&s, log, m)
 	if err != nil {
 		t.Fatalf("new worker: %v", err)
 	}

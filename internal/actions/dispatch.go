@@ -161,6 +161,12 @@ func (d *Dispatcher) BreakerState(vendor string) string {
 
 // Run calls a with in until it succeeds, fails permanently, exhausts p, or ctx ends.
 func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy) Result {
+	return d.RunLogged(ctx, d.log.With(zap.String("action", a.Spec().Name)), a, in, p)
+}
+
+// RunLogged is Run logging each retry to log, which names the alert, playbook, step and action
+// the call is for.
+func (d *Dispatcher) RunLogged(ctx context.Context, log *zap.Logger, a Action, in Inputs, p RetryPolicy) Result {
 	spec := a.Spec()
 	began := time.Now()
 	defer func() { d.obs.ActionFinished(spec.Name, time.Since(began)) }()
@@ -262,8 +268,8 @@ func (d *Dispatcher) Run(ctx context.Context, a Action, in Inputs, p RetryPolicy
 		return err
 	}
 	notify := func(err error, wait time.Duration) {
-		d.log.Warn("action attempt failed, retrying",
-			zap.String("action", spec.Name), zap.Int("attempt", res.Attempts),
+		log.Warn("action attempt failed, retrying",
+			zap.Int("attempt", res.Attempts),
 			zap.String("reason", ReasonOf(err)), zap.Duration("wait", wait), zap.Error(err))
 	}
 	err = backoff.RetryNotifyWithTimer(op, backoff.WithContext(bo, ctx), notify, d.timer)

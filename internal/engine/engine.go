@@ -206,6 +206,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	res.Requeue = res.Requeue && !realRetry && ctx.Err() == nil
 	res.HeldBack = res.HeldBack && !realRetry && !res.Requeue && ctx.Err() == nil
 	if len(res.Outcomes) == 0 {
+		e.opts.Log.Debug("no playbook matches the alert", zap.String("alert_id", a.ID), zap.String("subject", a.Subject))
 		now := e.now()
 		out := e.outcome(a, "", now)
 		out.Status, out.FinishedAt = StatusUnmatched, now
@@ -409,7 +410,7 @@ func (e *Engine) claimedStep(ctx context.Context, a Alert, pb *playbook.Playbook
 		return fail(fmt.Errorf("step %q: action %q is not registered", st.ID, st.Action))
 	}
 	began := e.opts.Now()
-	r := e.dispatch.Run(ctx, act, in, st.Retry)
+	r := e.dispatch.RunLogged(ctx, log, act, in, st.Retry)
 	so.Attempts, so.DurationMS = r.Attempts, e.opts.Now().Sub(began).Milliseconds()
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
