@@ -20,7 +20,7 @@ func cmdPlan(_ context.Context, args []string, env environ, stdin io.Reader, std
 	var subject, id string
 	f := newAlertFlags("plan", env, stderr)
 	defineCommon(f, &s)
-	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject the alert would arrive on")
+	f.String(&subject, "subject", "", "soar.alerts.checkpoint.phishing", "subject the alert would arrive on (the default is one the shipped phishing playbook takes)")
 	f.String(&id, "id", "", "", "alert id (Nats-Msg-Id); default: the alert's string id field, else plan:1")
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err

@@ -5,6 +5,10 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/riposte-soar/riposte/internal/queue"
 )
 
 func TestPlan(t *testing.T) {
@@ -58,5 +62,24 @@ func TestPlan(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReadableMessage(t *testing.T) {
+	t.Parallel()
+	m := nats.NewMsg("soar.outcomes.phishing-quarantine")
+	m.Data = []byte(`{"alert_id":"a-1","playbook":"phishing-quarantine","status":"failed","steps":[{"id":"event","status":"succeeded","attempts":1,"replayed":true},{"id":"quarantine","status":"failed","attempts":3,"error":"HTTP 503: busy"}]}`)
+	got := readableMessage(m, "soar.dlq")
+	want := "FAILED   phishing-quarantine          alert=a-1 steps: event:succeeded/1 (replayed) quarantine:failed/3 error: quarantine: HTTP 503: busy"
+	if got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+	d := nats.NewMsg("soar.dlq.invalid")
+	d.Header.Set(queue.HeaderSubject, "soar.alerts.x")
+	d.Header.Set(queue.HeaderAlertID, "SOAR_ALERTS:7")
+	d.Header.Set(queue.HeaderDLQReason, "invalid")
+	d.Header.Set(queue.HeaderDLQDetail, "alert is not valid JSON")
+	if got := readableMessage(d, "soar.dlq"); !strings.Contains(got, "DEAD") || !strings.Contains(got, "reason=invalid: alert is not valid JSON") {
+		t.Errorf("dead letter: %q", got)
 	}
 }

@@ -226,7 +226,7 @@ func TestProcessStartsEmbeddedServerWithPersistentStore(t *testing.T) {
 	}
 	url := "nats://" + listen
 
-	watch := exec.Command(workerBinary(t), "watch", "--nats-url", url, "--count", "1")
+	watch := exec.Command(workerBinary(t), "watch", "--nats-url", url, "--count", "1", "--json")
 	watch.Env = []string{"PATH=" + os.Getenv("PATH")}
 	stdout, err := watch.StdoutPipe()
 	if err != nil {

@@ -49,7 +49,7 @@ func cmdPublish(ctx context.Context, args []string, env environ, stdin io.Reader
 	var url, subject, id string
 	f := newAlertFlags("publish", env, stderr)
 	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to publish to")
-	f.String(&subject, "subject", "", "soar.alerts.manual.test", "subject to publish the alert on")
+	f.String(&subject, "subject", "", "soar.alerts.checkpoint.phishing", "subject to publish the alert on (the default is one the shipped phishing playbook takes)")
 	f.String(&id, "id", "", "", "Nats-Msg-Id: the alert id; a second publish with the same id is dropped as a duplicate")
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
@@ -91,6 +91,7 @@ func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdo
 	var (
 		url, outcomes, dlq string
 		count              int
+		asJSON             bool
 	)
 	d := queue.DefaultConfig()
 	f := newEnvFlags("watch", env)
@@ -98,6 +99,7 @@ func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdo
 	f.String(&outcomes, "outcomes-prefix", "RIPOSTE_OUTCOMES_PREFIX", d.OutcomesPrefix, "outcome subjects' prefix")
 	f.String(&dlq, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead-letter subjects' prefix")
 	f.Int(&count, "count", "", 0, "exit after this many messages (0: run until interrupted)")
+	f.Bool(&asJSON, "json", "", false, "print each message as it is stored (an outcome's JSON), not a readable line")
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
@@ -123,10 +125,67 @@ func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdo
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			fmt.Fprintln(stdout, describeMessage(m, dlq))
+			if asJSON {
+				fmt.Fprintln(stdout, describeMessage(m, dlq))
+			} else {
+				fmt.Fprintln(stdout, readableMessage(m, dlq))
+			}
 		}
 	}
 	return nil
+}
+
+// readableMessage renders an outcome or a dead letter as one line for people: what happened to
+// which alert, each step, and the first error.
+func readableMessage(m *nats.Msg, dlqPrefix string) string {
+	if strings.HasPrefix(m.Subject, dlqPrefix+".") {
+		return fmt.Sprintf("DEAD     %-28s alert=%s reason=%s: %s", m.Header.Get(queue.HeaderSubject),
+			m.Header.Get(queue.HeaderAlertID), m.Header.Get(queue.HeaderDLQReason), m.Header.Get(queue.HeaderDLQDetail))
+	}
+	var o struct {
+		AlertID   string `json:"alert_id"`
+		Playbook  string `json:"playbook"`
+		Status    string `json:"status"`
+		Error     string `json:"error"`
+		Simulated bool   `json:"simulated"`
+		Steps     []struct {
+			ID       string `json:"id"`
+			Status   string `json:"status"`
+			Attempts int    `json:"attempts"`
+			Error    string `json:"error"`
+			Replayed bool   `json:"replayed"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal(m.Data, &o); err != nil {
+		return fmt.Sprintf("%s %s", m.Subject, m.Data)
+	}
+	playbook := o.Playbook
+	if playbook == "" {
+		playbook = "(no playbook matched)"
+	}
+	line := fmt.Sprintf("%-8s %-28s alert=%s", strings.ToUpper(o.Status), playbook, o.AlertID)
+	var steps []string
+	firstErr := o.Error
+	for _, st := range o.Steps {
+		mark := ""
+		if st.Replayed {
+			mark = " (replayed)"
+		}
+		steps = append(steps, fmt.Sprintf("%s:%s/%d%s", st.ID, st.Status, st.Attempts, mark))
+		if firstErr == "" && st.Error != "" {
+			firstErr = st.ID + ": " + st.Error
+		}
+	}
+	if len(steps) > 0 {
+		line += " steps: " + strings.Join(steps, " ")
+	}
+	if o.Simulated {
+		line += " [simulated]"
+	}
+	if firstErr != "" {
+		line += " error: " + firstErr
+	}
+	return line
 }
 
 // describeMessage renders an outcome as one JSON line, and a dead letter with its reason.
