@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -70,6 +73,10 @@ func parseFlags(f *envFlags, args []string, stderr io.Writer) error {
 }
 
 func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, stderr io.Writer) error {
+	// SIGHUP reloads the playbooks; caught from the start, it can never kill the worker.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	var s settings
 	f := newEnvFlags("run", env)
 	f.envOnly = envOnlyVars()
@@ -99,6 +106,7 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 		}
 		return err
 	}
+	w.hup = hup
 	defer func() { _ = log.Sync() }()
 	b := currentBuild()
 	log.Info("starting riposte worker", zap.String("version", b.Version), zap.String("commit", b.Commit),
@@ -121,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 			zap.String("url", url), zap.String("store", store))
 	}
 	// Health answers from the start, readiness once the worker pulls alerts.
-	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, reg, log)
+	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, log)
 	if err != nil {
 		// Responding to alerts matters more than being watched: a second replica started on
 		// the same host with the default address keeps working, and says why it is not scraped.
@@ -198,7 +206,7 @@ func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
 // serveHTTP serves, on addr, /healthz (the process is up), /readyz (ready says why not, or nil)
 // and /metrics (reg in the Prometheus text format). An empty addr serves nothing. bound is the
 // address listened on, which differs from addr when addr asks for any free port.
-func serveHTTP(addr string, ready func() error, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
+func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
 	if addr == "" {
 		return "", func() {}, nil
 	}
@@ -212,6 +220,13 @@ func serveHTTP(addr string, ready func() error, reg *prometheus.Registry, log *z
 			return
 		}
 		_, _ = io.WriteString(w, "ready\n")
+	})
+	mux.HandleFunc("POST /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := reload(); err != nil {
+			http.Error(w, "playbooks not reloaded; the last good set keeps serving:\n"+err.Error(), http.StatusUnprocessableEntity)
+			return
+		}
+		_, _ = io.WriteString(w, "reloaded\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
 	ln, err := net.Listen("tcp", addr)

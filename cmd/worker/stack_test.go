@@ -60,7 +60,7 @@ func startStackLogged(t *testing.T, dir string, tweak func(*settings), log *zap.
 	nc := queuetest.Connect(t, emb)
 	httpURL := ""
 	if s.httpAddr != "" { // as `worker run` does
-		bound, stop, err := serveHTTP(s.httpAddr, w.ready, reg, zap.NewNop())
+		bound, stop, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, zap.NewNop())
 		if err != nil {
 			t.Fatalf("serve http: %v", err)
 		}
@@ -78,10 +78,7 @@ func startStackLogged(t *testing.T, dir string, tweak func(*settings), log *zap.
 	})
 	js := mustJetStream(t, nc)
 	st := &stack{t: t, nc: nc, js: js, hec: hec, vendors: fakes, cfg: s.queue, httpURL: httpURL}
-	st.eventually("the worker's consumer exists", func() bool {
-		_, err := js.Consumer(context.Background(), s.queue.AlertsStream, s.queue.Consumer)
-		return err == nil
-	})
+	st.eventually("the worker ready", func() bool { return w.ready() == nil })
 	return st
 }
 

@@ -30,11 +30,23 @@ type worker struct {
 
 	// readiness: the connection and the queue once run has them.
 	state atomic.Pointer[runState]
+	// hup delivers SIGHUP, registered before start-up so it can never kill the worker; nil: none.
+	hup <-chan os.Signal
 }
 
 type runState struct {
-	nc *nats.Conn
-	q  *queue.Queue
+	nc       *nats.Conn
+	q        *queue.Queue
+	reloader *reloader
+}
+
+// reload is POST /-/reload: it answers why a reload was refused, or nil.
+func (w *worker) reload() error {
+	st := w.state.Load()
+	if st == nil || st.reloader == nil {
+		return errors.New("the worker is still starting")
+	}
+	return st.reloader.reload("POST /-/reload")
 }
 
 // ready says why the worker does not take alerts, or nil when it does: streams, consumer and
@@ -123,6 +135,12 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: name, Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics, Locker: leases,
 	})
+	rl := &reloader{w: w, eng: eng}
+	w.state.Store(&runState{nc: nc, q: q, reloader: rl})
+	w.metrics.PlaybooksLoaded(false, true, time.Now())
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	rl.watch(watchCtx, w.hup)
 	names := make([]string, 0, len(w.pbs))
 	for _, pb := range w.pbs {
 		names = append(names, pb.Name)

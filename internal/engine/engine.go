@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -147,7 +148,7 @@ type Options struct {
 
 // Engine runs alerts against a fixed set of playbooks.
 type Engine struct {
-	playbooks []*playbook.Playbook
+	playbooks atomic.Pointer[[]*playbook.Playbook]
 	registry  *actions.Registry
 	dispatch  *actions.Dispatcher
 	journal   Journal
@@ -165,14 +166,27 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
 	}
-	return &Engine{playbooks: pbs, registry: reg, dispatch: d, journal: j, opts: opts}
+	e := &Engine{registry: reg, dispatch: d, journal: j, opts: opts}
+	e.SetPlaybooks(pbs)
+	return e
+}
+
+// SetPlaybooks swaps in a new set of playbooks (a reload). Alerts already running finish on
+// the set they started with; the next alert sees the new one.
+func (e *Engine) SetPlaybooks(pbs []*playbook.Playbook) {
+	e.playbooks.Store(&pbs)
+}
+
+// Playbooks is the set new alerts run against.
+func (e *Engine) Playbooks() []*playbook.Playbook {
+	return *e.playbooks.Load()
 }
 
 // Process runs every matching playbook for one alert.
 func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	var res Result
 	realRetry := false // some run stopped on a vendor's failure, not only on a held-back vendor
-	for _, pb := range e.playbooks {
+	for _, pb := range e.Playbooks() {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
 			res.Retry = true

@@ -138,3 +138,27 @@ func TestConcurrencyKeySerialisesRuns(t *testing.T) {
 		t.Errorf("the same key once free: %s", o.Status)
 	}
 }
+
+// A reload mid-run does not touch the alerts already running: they finish on the set they
+// started with, and the next alert sees the new one.
+func TestSetPlaybooksLeavesRunningAlertsAlone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
+		close(entered)
+		<-release
+		return actions.Output{"state": "open", "x": "e2"}, nil
+	})
+	done := make(chan engine.Result)
+	go func() { done <- f.process(t, phishing()) }()
+	<-entered
+	f.eng.SetPlaybooks(nil)
+	close(release)
+	if out := only(t, <-done); out.Playbook != "quarantine" || out.Status != engine.StatusSucceeded {
+		t.Errorf("the running alert: %s %s, want it finished on the old set", out.Playbook, out.Status)
+	}
+	if out := only(t, f.process(t, phishing())); out.Status != engine.StatusUnmatched {
+		t.Errorf("the next alert: %s, want unmatched under the new (empty) set", out.Status)
+	}
+}

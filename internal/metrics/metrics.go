@@ -34,6 +34,9 @@ type Metrics struct {
 	buildInfo      *prometheus.GaugeVec
 	natsConnected  prometheus.Gauge
 	consumerState  *prometheus.GaugeVec
+	reloadOK       prometheus.Gauge
+	reloadAt       prometheus.Gauge
+	reloads        *prometheus.CounterVec
 }
 
 var (
@@ -83,6 +86,18 @@ func New(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "nats_connected",
 			Help: "1 while the worker is connected to NATS, else 0.",
 		}),
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "playbooks_last_reload_successful",
+			Help: "1 when the last reload of the playbooks (or the start) succeeded; 0 while a broken edit is refused and the last good set serves.",
+		}),
+		reloadAt: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "playbooks_last_reload_success_timestamp_seconds",
+			Help: "When the playbooks in use were loaded, as a Unix time.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "playbooks_reloads_total",
+			Help: "Reloads of the playbooks, by result: success or failure.",
+		}, []string{"result"}),
 		consumerState: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "consumer_alerts",
 			Help: "The shared consumer's alerts, by state: pending (not delivered yet) and ack_pending (delivered, waiting to be acked, parked ones included). Read every 15 s.",
@@ -126,7 +141,10 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
 		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges,
-		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState)
+		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState, m.reloadOK, m.reloadAt, m.reloads)
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.reloadOK.Set(1)
 	return m
 }
 
@@ -171,6 +189,26 @@ func (m *Metrics) StepFinished(playbook, action, status string) {
 		return
 	}
 	m.stepRuns.WithLabelValues(playbook, action, status).Inc()
+}
+
+// PlaybooksLoaded records a load of the playbooks: at start (reload false) or a reload.
+func (m *Metrics) PlaybooksLoaded(reload, ok bool, at time.Time) {
+	if m == nil {
+		return
+	}
+	if reload {
+		result := "failure"
+		if ok {
+			result = "success"
+		}
+		m.reloads.WithLabelValues(result).Inc()
+	}
+	if ok {
+		m.reloadOK.Set(1)
+		m.reloadAt.Set(float64(at.UnixNano()) / 1e9)
+	} else {
+		m.reloadOK.Set(0)
+	}
 }
 
 // Build records which build runs.
