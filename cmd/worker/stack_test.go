@@ -15,6 +15,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
 	"github.com/riposte-soar/riposte/internal/queue"
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
 // stack is one worker wired exactly as `worker run` wires it, against a real embedded JetStream
@@ -183,13 +184,7 @@ func (s *stack) eventually(what string, cond func() bool) {
 
 func (s *stack) eventuallyWithin(wait time.Duration, what string, cond func() bool) {
 	s.t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.Eventually(s.t, wait, what, cond)
 }
 
 // outcomeOf decodes a stored outcome.

@@ -9,26 +9,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
-// stepClock is a clock the test moves by hand.
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newStepClock() *stepClock { return &stepClock{t: time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)} }
-
-func (c *stepClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+func newStepClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
 }
 
 // vendorDown is an action whose vendor is down until up is set; it counts the requests it got.

@@ -209,6 +209,10 @@ func toStringList(v any) ([]string, error) {
 	}
 }
 
+// WholeNumber reads a whole number as YAML, JSON (with or without UseNumber) or Go code gives
+// it; a fraction, or a float beyond 2^53, is not one.
+func WholeNumber(v any) (int64, bool) { return toInt(v) }
+
 func toInt(v any) (int64, bool) {
 	switch n := v.(type) {
 	case int:

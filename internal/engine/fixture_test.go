@@ -12,6 +12,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/engine"
 	"github.com/riposte-soar/riposte/internal/playbook"
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
 // fakeAction is a scripted action: it records every call's inputs (also in a log shared by all
@@ -80,24 +81,6 @@ func (l *callLog) all() []call {
 	return append([]call(nil), l.calls...)
 }
 
-// clock is a test clock that moves only when told to.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // memJournal is an in-memory engine.Journal that can be told to fail.
 type memJournal struct {
 	mu     sync.Mutex
@@ -153,7 +136,7 @@ var errVendorDown = errors.New("get verdict from vendor: HTTP 503: maintenance u
 // fixture is an engine over testdata/playbooks with fake actions, a test clock and a journal.
 type fixture struct {
 	eng     *engine.Engine
-	clock   *clock
+	clock   *testkit.Clock
 	journal *memJournal
 	log     *callLog
 
@@ -162,7 +145,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, adjust func(*engine.Options)) *fixture {
 	t.Helper()
-	f := &fixture{clock: &clock{t: t0}, journal: newMemJournal(), log: &callLog{}}
+	f := &fixture{clock: testkit.NewClock(t0), journal: newMemJournal(), log: &callLog{}}
 	mk := func(name string, inputs ...actions.Input) *fakeAction {
 		return &fakeAction{spec: actions.Spec{Name: name, Vendor: "test", Inputs: inputs}, log: f.log}
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/queue"
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
 // waitFor bounds every wait in these tests: reaching it means something never happened.
@@ -191,13 +192,7 @@ func (h *harness) waitSettled() *jetstream.ConsumerInfo {
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %s for %s", waitFor, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, waitFor, what, cond)
 }
 
 // recorder is a scripted handler that remembers every alert it was given.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/actiontest"
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
 const (
@@ -30,24 +31,9 @@ const (
 	testAccessKey = "hec-access-key-9c1d2e3f4a5b6c7d"
 )
 
-// clock is a settable time source shared by a client and its fake.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock is a settable time source shared by a client and its fake.
+func newClock() *testkit.Clock {
+	return testkit.NewClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
 }
 
 // startFake runs a fake with the test credentials for the duration of the test.

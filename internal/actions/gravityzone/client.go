@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"net/netip"
 	"regexp"
@@ -972,26 +971,9 @@ func checkCriterionValue(kind valueKind, v any) error {
 	return nil
 }
 
-// wholeNumber reads a number as YAML, JSON (with or without UseNumber) or Go code gives it.
-func wholeNumber(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int:
-		return int64(n), true
-	case int64:
-		return n, true
-	case int32:
-		return int64(n), true
-	case float64:
-		if n != math.Trunc(n) || math.Abs(n) > 1<<53 {
-			return 0, false
-		}
-		return int64(n), true
-	case json.Number:
-		i, err := n.Int64()
-		return i, err == nil
-	}
-	return 0, false
-}
+// wholeNumber reads a number as YAML, JSON (with or without UseNumber) or Go code gives it,
+// by the same rule the action inputs are checked with.
+func wholeNumber(v any) (int64, bool) { return actions.WholeNumber(v) }
 
 // show describes a value in an input error.
 func show(v any) string {
