@@ -83,7 +83,7 @@ func TestRender(t *testing.T) {
 		{
 			name: "error names the step and the input", playbook: "incident-close", step: "notify",
 			env:     &Env{Alert: map[string]any{"incidentId": "inc-1"}, Steps: closed},
-			wantErr: `step "notify" input "data": count: invalid argument for len (type <nil>) (1:1)`,
+			wantErr: "step \"notify\" input \"data\": count: `len(alert.ids)`: invalid argument for len (type <nil>) (1:1)",
 		},
 	}
 	for _, tt := range tests {
@@ -154,7 +154,7 @@ func TestWhen(t *testing.T) {
 			&Env{Alert: map[string]any{"severity": 3.0}, Vars: map[string]any{"min_severity": 2}}, true, ""},
 		// Ordering nil against a number is an error in expr, unlike ==: the engine sees it.
 		{"missing field in an ordering", "incident-close",
-			&Env{Alert: map[string]any{}}, false, `playbook "incident-close" when: invalid operation: <nil> >= int (1:16)`},
+			&Env{Alert: map[string]any{}}, false, "playbook \"incident-close\" when `alert.severity >= vars.min_severity || headers[\"Riposte-Force\"] == \"yes\"`: invalid operation: <nil> >= int (1:16)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -242,9 +242,9 @@ steps:
 		{"nested JSON", `alert.sender.domain endsWith ".example" && "vip" in alert.tags`,
 			&Env{Alert: map[string]any{"sender": map[string]any{"domain": "mail.example"}, "tags": []any{"vip"}}}, true, ""},
 		{"going through a missing field is an error", `alert.a.b == "x"`, &Env{Alert: map[string]any{}},
-			false, `playbook "inline" when: cannot fetch b from <nil> (1:9)`},
+			false, "playbook \"inline\" when `alert.a.b == \"x\"`: cannot fetch b from <nil> (1:9)"},
 		{"non-bool at run time is an error", `alert.type`, &Env{Alert: map[string]any{"type": "phishing"}},
-			false, `playbook "inline" when: invalid operation: bool(string) (1:1)`},
+			false, "playbook \"inline\" when `alert.type`: invalid operation: bool(string) (1:1)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -301,7 +301,7 @@ func TestMatchesSubject(t *testing.T) {
 			if why := checkFilter(tt.filter); why != "" {
 				t.Fatalf("filter %q rejected: %s", tt.filter, why)
 			}
-			p := &Playbook{On: []string{tt.filter}, filters: [][]string{strings.Split(tt.filter, ".")}}
+			p := &Playbook{On: []string{tt.filter}}
 			if got := p.MatchesSubject(tt.subject); got != tt.want {
 				t.Errorf("MatchesSubject(%q) with %q = %v, want %v", tt.subject, tt.filter, got, tt.want)
 			}
@@ -463,5 +463,16 @@ steps:
 	}
 	if k, err := pbs[1].ConcurrencyKey(env); err != nil || k != "" {
 		t.Errorf("b with no endpointId: %q, %v; want no key", k, err)
+	}
+}
+
+// Matching runs for every alert and playbook: the server's matcher must not allocate.
+func BenchmarkMatchesSubject(b *testing.B) {
+	p := loadValid(b)["incident-close"]
+	b.ReportAllocs()
+	for b.Loop() {
+		if !p.MatchesSubject("soar.alerts.edr.malware") {
+			b.Fatal("no match")
+		}
 	}
 }

@@ -16,36 +16,80 @@ import (
 	"github.com/expr-lang/expr/vm"
 )
 
-func compileBool(src string) (*vm.Program, error) {
-	return expr.Compile(src, expr.Env(exprEnv{}), expr.AsBool())
+// scope is what an expression may read beyond the run's environment.
+type scope struct {
+	item string // the name a foreach step binds its item to; "" outside such a step
 }
 
-func compileAny(src string) (*vm.Program, error) {
-	return expr.Compile(src, expr.Env(exprEnv{}))
+// program is one compiled expression and its source, which run-time errors quote.
+type program struct {
+	prog *vm.Program
+	src  string
+}
+
+// compile compiles src against the expression environment and the helper functions, then
+// checks the patterns and networks written as literals in helper calls, so a bad one fails at
+// load. asBool makes the expression a condition.
+func compile(src string, sc scope, asBool bool) (*program, error) {
+	opts := append([]expr.Option{expr.Env(exprEnv{}), expr.Patch(outputPatch{})}, helperOptions...)
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	if sc.item != "" {
+		opts = append(opts, expr.Patch(itemPatch{sc.item}))
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLiterals(prog, src); err != nil {
+		return nil, err
+	}
+	return &program{prog: prog, src: src}, nil
+}
+
+// itemPatch renames a foreach step's item name to exprEnv.Item's, which no expression can
+// write, so the name reads the item in that step and nowhere else.
+type itemPatch struct{ name string }
+
+func (p itemPatch) Visit(node *ast.Node) {
+	if id, ok := (*node).(*ast.IdentifierNode); ok && id.Value == p.name {
+		id.Value = itemName
+	}
+}
+
+// outputPatch makes the first access into a step's output optional: `steps.x.output.y` reads
+// nil when step x is absent or left no output, as it did when outputs were always maps, now that
+// a foreach step's output is a list. Going further (`.y.z`) through a nil is an error, as it
+// is anywhere else.
+type outputPatch struct{}
+
+func (outputPatch) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Optional {
+		return
+	}
+	out, ok := m.Node.(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if name, ok := out.Property.(*ast.StringNode); !ok || name.Value != "output" {
+		return
+	}
+	step, ok := out.Node.(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if root, ok := step.Node.(*ast.IdentifierNode); !ok || root.Value != "steps" {
+		return
+	}
+	m.Optional = true
+	ast.Patch(node, &ast.ChainNode{Node: m})
 }
 
 // A VM keeps its stack between runs; pooling them saves an allocation per evaluation on the hot
 // path while each goroutine still has its own.
 var vmPool = sync.Pool{New: func() any { return new(vm.VM) }}
-
-func getVM() *vm.VM  { return vmPool.Get().(*vm.VM) }
-func putVM(m *vm.VM) { vmPool.Put(m) }
-
-func runBool(prog *vm.Program, env *exprEnv) (bool, error) {
-	m := getVM()
-	defer putVM(m)
-	out, err := m.Run(prog, env)
-	if err != nil {
-		return false, errors.New(exprMessage(err))
-	}
-	// AsBool makes the program cast its result (nil becomes false), so this holds unless expr
-	// changes; a clear error beats a panic if it does.
-	b, ok := out.(bool)
-	if !ok {
-		return false, fmt.Errorf("expected bool, got %T", out)
-	}
-	return b, nil
-}
 
 // exprMessage keeps expr's message and position but drops the source snippet it appends on
 // further lines: a problem is one line.
@@ -58,6 +102,15 @@ func exprMessage(err error) string {
 		return fmt.Sprintf("%s (%d:%d)", fe.Message, fe.Line, fe.Column+1)
 	}
 	return err.Error()
+}
+
+// quoteExpr shows an expression's source in a message, on one line.
+func quoteExpr(src string) string {
+	src = strings.Join(strings.Fields(src), " ")
+	if strings.Contains(src, "`") {
+		return strconv.Quote(src)
+	}
+	return "`" + src + "`"
 }
 
 // exprErrorLine places an expression's error on the file's line: a block scalar's text starts
@@ -80,52 +133,80 @@ type nodeLine struct {
 	block, literal bool
 }
 
-// stepRefs lists the step ids an expression reads as `steps.<id>` or `steps["<id>"]`, once
-// each, in order. Ids computed at run time cannot be checked and are left out.
-func stepRefs(prog *vm.Program) []string {
-	v := &refVisitor{}
-	node := prog.Node()
+// refs lists the names an expression reads as `<root>.<name>` or `<root>["<name>"]` (steps,
+// vars), once each, in order. Names computed at run time cannot be checked and are left out.
+func refs(prog *program, root string) []string {
+	v := &refVisitor{root: root}
+	node := prog.prog.Node()
 	ast.Walk(&node, v)
-	return v.ids
+	return v.names
 }
 
-type refVisitor struct{ ids []string }
+type refVisitor struct {
+	root  string
+	names []string
+}
 
 func (v *refVisitor) Visit(node *ast.Node) {
 	m, ok := (*node).(*ast.MemberNode)
 	if !ok {
 		return
 	}
-	if id, ok := m.Node.(*ast.IdentifierNode); !ok || id.Value != "steps" {
+	if id, ok := m.Node.(*ast.IdentifierNode); !ok || id.Value != v.root {
 		return
 	}
 	if s, ok := m.Property.(*ast.StringNode); ok {
-		for _, seen := range v.ids {
+		for _, seen := range v.names {
 			if seen == s.Value {
 				return
 			}
 		}
-		v.ids = append(v.ids, s.Value)
+		v.names = append(v.names, s.Value)
 	}
 }
 
-// value is one compiled `with` value.
-type value interface {
-	render(r *renderer) (any, error)
-}
-
+// renderer evaluates one call's expressions against one environment, on a pooled VM.
 type renderer struct {
 	env *exprEnv
 	vm  *vm.VM
 }
 
-func (r *renderer) run(prog *vm.Program) (any, error) {
-	out, err := r.vm.Run(prog, r.env)
+func newRenderer(env *exprEnv) *renderer {
+	return &renderer{env: env, vm: vmPool.Get().(*vm.VM)}
+}
+
+func (r *renderer) release() { vmPool.Put(r.vm) }
+
+// run evaluates an expression; its error quotes the expression.
+func (r *renderer) run(p *program) (any, error) {
+	out, err := r.vm.Run(p.prog, r.env)
 	if err != nil {
-		return nil, errors.New(exprMessage(err))
+		return nil, fmt.Errorf("%s: %s", quoteExpr(p.src), exprMessage(err))
 	}
 	return out, nil
 }
+
+func (r *renderer) runBool(p *program) (bool, error) {
+	out, err := r.run(p)
+	if err != nil {
+		return false, err
+	}
+	// AsBool makes the program cast its result (nil becomes false), so this holds unless expr
+	// changes; a clear error beats a panic if it does.
+	b, ok := out.(bool)
+	if !ok {
+		return false, fmt.Errorf("%s: expected bool, got %T", quoteExpr(p.src), out)
+	}
+	return b, nil
+}
+
+// value is one compiled `with` value (or var, or concurrency key, or foreach list).
+type value interface {
+	render(r *renderer) (any, error)
+}
+
+// valueExpr is a value that was compiled on its own, as concurrency_key is.
+type valueExpr struct{ val value }
 
 // literal is a YAML value with no expression in it. Only scalars are literals: maps and lists
 // are rebuilt on every render so no two runs share one.
@@ -134,14 +215,14 @@ type literal struct{ v any }
 func (l literal) render(*renderer) (any, error) { return l.v, nil }
 
 // whole is a value that is exactly `${{ expr }}`: it takes the expression's own type.
-type whole struct{ prog *vm.Program }
+type whole struct{ prog *program }
 
 func (w whole) render(r *renderer) (any, error) { return r.run(w.prog) }
 
 // text is a string with `${{ }}` inside: lits[i] precedes progs[i], and lits has one more.
 type text struct {
 	lits  []string
-	progs []*vm.Program
+	progs []*program
 }
 
 func (t text) render(r *renderer) (any, error) {

@@ -9,14 +9,15 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
-	"gopkg.in/yaml.v3"
+	"github.com/expr-lang/expr/builtin"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 )
@@ -65,7 +66,6 @@ func LoadFiles(paths []string, cat Catalogue) ([]*Playbook, error) {
 	}
 	names := map[string][]place{}
 	for _, path := range paths {
-		p := &parser{file: path, cat: cat}
 		data, err := os.ReadFile(path)
 		if err != nil {
 			var pe *fs.PathError
@@ -75,6 +75,7 @@ func LoadFiles(paths []string, cat Catalogue) ([]*Playbook, error) {
 			probs = append(probs, Problem{File: path, Msg: fmt.Sprintf("read playbook: %v", err)})
 			continue
 		}
+		p := &parser{file: path, cat: cat}
 		b := p.parse(data)
 		probs = append(probs, p.problems...)
 		if b == nil {
@@ -109,18 +110,17 @@ func LoadFiles(paths []string, cat Catalogue) ([]*Playbook, error) {
 }
 
 var (
-	topKeys   = []string{"name", "description", "on", "when", "vars", "concurrency_key", "steps"}
-	stepKeys  = []string{"id", "action", "if", "with", "retry", "timeout", "on_error"}
-	retryKeys = []string{"max_attempts", "initial_interval", "max_interval"}
-
 	// The name becomes a subject token (soar.outcomes.<name>) and a metric label.
 	nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-	// A step id must be an expr identifier, or `steps.<id>` would not parse.
+	// A step id must be an expr identifier, or `steps.<id>` would not parse; so must `as`.
 	stepIDRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // reservedName is the outcome subject token of alerts no playbook matched.
 const reservedName = "unmatched"
+
+// defaultItem is the name foreach binds its item to when the step has no `as`.
+const defaultItem = "item"
 
 // parser walks one file's YAML nodes, so every problem carries the line of what is wrong, and
 // carries on after each problem so that all of them are reported.
@@ -129,15 +129,57 @@ type parser struct {
 	cat      Catalogue
 	problems []Problem
 	nameLine int
+
+	book     *Playbook
+	defaults Step     // what every step starts from: the retry, timeout and on_error of `defaults:`
+	whenRefs []ref    // steps read by `when`, checked once every step is known
+	varRefs  []useRef // vars read anywhere but in vars, checked once every var is known
+	varNames []string // every var declared, compiled or not
+	values   int      // the values compiled so far, against a file whose aliases multiply them
 }
+
+// maxValues bounds the values one file may hold once its YAML aliases are followed: a few
+// lines of anchors can stand for billions of values.
+const maxValues = 100_000
 
 func (p *parser) addf(line int, format string, args ...any) {
 	p.problems = append(p.problems, Problem{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// ref is a name an expression reads (steps.<name>, vars.<name>) and the line it is read on.
+type ref struct {
+	name string
+	line int
+}
+
+// useRef is a ref and who made it, for the message.
+type useRef struct {
+	ref
+	label string
+}
+
+// refSet collects what a value's expressions read.
+type refSet struct{ steps, vars []ref }
+
+func (rs *refSet) add(prog *program, line int) {
+	for _, id := range refs(prog, "steps") {
+		rs.steps = append(rs.steps, ref{id, line})
+	}
+	for _, name := range refs(prog, "vars") {
+		rs.vars = append(rs.vars, ref{name, line})
+	}
+}
+
+// useVars defers the check of the vars an expression reads until every var is known.
+func (p *parser) useVars(rs *refSet, label string) {
+	for _, r := range rs.vars {
+		p.varRefs = append(p.varRefs, useRef{r, label})
+	}
+}
+
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-// yamlError reports a syntax error at the line yaml gives; yaml.v3 leaves the line out when it
+// yamlError reports a syntax error at the line yaml gives; yaml leaves the line out when it
 // is the first, so that is where one without a line goes.
 func (p *parser) yamlError(err error) {
 	msg := err.Error()
@@ -179,62 +221,56 @@ func (p *parser) parse(data []byte) *Playbook {
 		p.addf(root.Line, "a playbook must be a mapping with name, on and steps")
 		return nil
 	}
-	b := &Playbook{File: p.file}
-	var whenNode, stepsNode, keyNode *yaml.Node
-	found := p.pairs(root, topKeys, "", func(k, v *yaml.Node) {
-		switch k.Value {
-		case "name":
-			p.parseName(b, v)
-		case "description":
-			if s, ok := p.str(v, "description"); ok {
-				b.Description = s
-			}
-		case "on":
-			p.parseOn(b, v)
-		case "when":
-			whenNode = v
-		case "vars":
-			b.Vars = p.parseVars(v)
-		case "concurrency_key":
-			keyNode = v
-		case "steps":
-			stepsNode = v
-		}
-	})
-	for _, k := range []string{"name", "on", "steps"} {
-		if !found[k] {
-			p.addf(root.Line, "missing required key %q", k)
+	p.book = &Playbook{File: p.file}
+	p.defaults = Step{Retry: actions.DefaultRetryPolicy(), OnError: OnErrorStop}
+	topFields.read(p, root, "", p.book)
+	p.checkRefs()
+	return p.book
+}
+
+// checkRefs checks what expressions outside the steps and vars read, now that every step and
+// var is known.
+func (p *parser) checkRefs() {
+	for _, r := range p.whenRefs {
+		if slices.ContainsFunc(p.book.Steps, func(s *Step) bool { return s.ID == r.name }) {
+			p.addf(r.line, "when: refers to step %q, which runs later", r.name)
+		} else {
+			p.addf(r.line, "when: refers to unknown step %q", r.name)
 		}
 	}
-	if stepsNode != nil {
-		p.parseSteps(b, stepsNode)
+	for _, r := range p.varRefs {
+		if !slices.Contains(p.varNames, r.name) {
+			p.addf(r.line, "%s: refers to unknown var %q%s", r.label, r.name, suggestion(r.name, p.varNames))
+		}
 	}
-	if whenNode != nil {
-		p.parseWhen(b, whenNode)
+}
+
+// suggestion is `; did you mean "x"?` for the nearest candidate, or nothing.
+func suggestion(name string, candidates []string) string {
+	if s := closest(name, candidates); s != "" {
+		return fmt.Sprintf("; did you mean %q?", s)
 	}
-	if keyNode != nil {
-		p.parseConcurrencyKey(b, keyNode)
-	}
-	return b
+	return ""
 }
 
 // parseConcurrencyKey compiles `concurrency_key`, a value rendered like a step input before any
 // step runs: it may read the alert and vars, not steps.
-func (p *parser) parseConcurrencyKey(b *Playbook, v *yaml.Node) {
+func (p *parser) parseConcurrencyKey(v *yaml.Node) {
 	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || strings.TrimSpace(v.Value) == "" {
 		p.addf(v.Line, "concurrency_key must be a string, e.g. ${{ alert.endpointId }}")
 		return
 	}
-	var refs []stepRef
-	cv, ok := p.compileValue(v, "concurrency_key", &refs)
+	var rs refSet
+	cv, ok := p.compileValue(v, "concurrency_key", scope{}, &rs)
 	if !ok {
 		return
 	}
-	if len(refs) > 0 {
-		p.addf(v.Line, "concurrency_key: refers to step %q; the key is decided before any step runs", refs[0].id)
+	p.useVars(&rs, "concurrency_key")
+	if len(rs.steps) > 0 {
+		p.addf(v.Line, "concurrency_key: refers to step %q; the key is decided before any step runs", rs.steps[0].name)
 		return
 	}
-	b.concurrencyKey = cv.val
+	p.book.concurrencyKey = &valueExpr{cv.val}
 }
 
 // pairs calls fn for each key of a mapping node that is known (every key when known is nil),
@@ -255,11 +291,7 @@ func (p *parser) pairs(n *yaml.Node, known []string, prefix string, fn func(k, v
 		}
 		seen[k.Value] = k.Line
 		if known != nil && !slices.Contains(known, k.Value) {
-			if s := closest(k.Value, known); s != "" {
-				p.addf(k.Line, "%sunknown key %q; did you mean %q?", prefix, k.Value, s)
-			} else {
-				p.addf(k.Line, "%sunknown key %q", prefix, k.Value)
-			}
+			p.addf(k.Line, "%sunknown key %q%s", prefix, k.Value, suggestion(k.Value, known))
 			continue
 		}
 		found[k.Value] = true
@@ -285,7 +317,20 @@ func (p *parser) str(n *yaml.Node, what string) (string, bool) {
 	return n.Value, true
 }
 
-func (p *parser) parseName(b *Playbook, v *yaml.Node) {
+// oneOf reads a scalar that must be one of a few words.
+func (p *parser) oneOf(n *yaml.Node, what string, choices []string) (string, bool) {
+	s, ok := p.str(n, what)
+	if !ok {
+		return "", false
+	}
+	if !slices.Contains(choices, s) {
+		p.addf(n.Line, "%s must be %s, got %q", what, orList(choices), s)
+		return "", false
+	}
+	return s, true
+}
+
+func (p *parser) parseName(v *yaml.Node) {
 	p.nameLine = v.Line
 	name, ok := p.str(v, "name")
 	switch {
@@ -297,11 +342,11 @@ func (p *parser) parseName(b *Playbook, v *yaml.Node) {
 	case name == reservedName:
 		p.addf(v.Line, "name %q is reserved for alerts that no playbook matches", name)
 	default:
-		b.Name = name
+		p.book.Name = name
 	}
 }
 
-func (p *parser) parseOn(b *Playbook, v *yaml.Node) {
+func (p *parser) parseOn(v *yaml.Node) {
 	var items []*yaml.Node
 	switch v.Kind {
 	case yaml.ScalarNode:
@@ -325,29 +370,25 @@ func (p *parser) parseOn(b *Playbook, v *yaml.Node) {
 			p.addf(it.Line, "subject filter %q %s", f, why)
 			continue
 		}
-		b.On = append(b.On, f)
-		b.filters = append(b.filters, strings.Split(f, "."))
+		p.book.On = append(p.book.On, f)
 	}
 }
 
-func (p *parser) parseWhen(b *Playbook, v *yaml.Node) {
+func (p *parser) parseWhen(v *yaml.Node) {
 	src, ok := p.exprSource(v, "when")
 	if !ok {
 		return
 	}
-	prog, err := compileBool(src)
+	prog, err := compile(src, scope{}, true)
 	if err != nil {
 		p.addf(exprErrorLine(lineOf(v), err), "when: %s", exprMessage(err))
 		return
 	}
-	b.when = prog
-	for _, id := range stepRefs(prog) {
-		if slices.ContainsFunc(b.Steps, func(s *Step) bool { return s.ID == id }) {
-			p.addf(v.Line, "when: refers to step %q, which runs later", id)
-		} else {
-			p.addf(v.Line, "when: refers to unknown step %q", id)
-		}
-	}
+	p.book.when = prog
+	var rs refSet
+	rs.add(prog, v.Line)
+	p.whenRefs = rs.steps
+	p.useVars(&rs, "when")
 }
 
 // exprSource reads a `when` or `if`. A YAML bool (`when: true`) is an expression like any other.
@@ -371,59 +412,63 @@ func lineOf(v *yaml.Node) nodeLine {
 	}
 }
 
-func (p *parser) parseVars(v *yaml.Node) map[string]any {
+// parseVars compiles `vars:`, each value like an input; a var may read the alert and the vars
+// declared before it, and no step, since vars are evaluated before any step runs.
+func (p *parser) parseVars(v *yaml.Node) {
 	if v.Tag == "!!null" {
-		return nil // `vars:` with everything commented out
+		return // `vars:` with everything commented out
 	}
 	if v.Kind != yaml.MappingNode {
-		p.addf(v.Line, "vars must be a mapping")
-		return nil
+		p.addf(v.Line, "vars must be a mapping of names to values")
+		return
 	}
-	lit, ok := p.literal(v, "vars")
-	if !ok {
-		return nil
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		p.varNames = append(p.varNames, v.Content[i].Value)
 	}
-	return lit.(map[string]any)
+	var before []string // the vars declared above the one being compiled
+	lits := map[string]any{}
+	allLiteral := true
+	p.pairs(v, nil, "vars: ", func(k, val *yaml.Node) {
+		label := "vars." + k.Value
+		defer func() { before = append(before, k.Value) }()
+		var rs refSet
+		cv, ok := p.compileValue(val, label, scope{}, &rs)
+		if !ok {
+			return
+		}
+		for _, r := range rs.steps {
+			p.addf(r.line, "%s: refers to step %q; vars are evaluated before any step runs", label, r.name)
+		}
+		for _, r := range rs.vars {
+			switch {
+			case r.name == k.Value:
+				p.addf(r.line, "%s: refers to itself", label)
+			case slices.Contains(before, r.name):
+			case slices.Contains(p.varNames, r.name):
+				p.addf(r.line, "%s: refers to var %q, which is declared later", label, r.name)
+			default:
+				p.addf(r.line, "%s: refers to unknown var %q%s", label, r.name, suggestion(r.name, p.varNames))
+			}
+		}
+		p.book.vars = append(p.book.vars, varDef{name: k.Value, val: cv.val})
+		if cv.isLit {
+			lits[k.Value] = cv.lit
+		} else {
+			allLiteral = false
+		}
+	})
+	if allLiteral && len(lits) > 0 {
+		p.book.Vars = lits
+	}
 }
 
-// literal converts a YAML value with no expressions to the Go value actions receive: ints as
-// int, floats as float64, maps as map[string]any, lists as []any. where names it in messages.
-func (p *parser) literal(n *yaml.Node, where string) (any, bool) {
-	n = resolve(n)
-	switch n.Kind {
-	case yaml.MappingNode:
-		out := make(map[string]any, len(n.Content)/2)
-		ok := true
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			k := n.Content[i]
-			if k.Kind != yaml.ScalarNode {
-				p.addf(k.Line, "%s: keys must be strings", where)
-				ok = false
-				continue
-			}
-			v, vok := p.literal(n.Content[i+1], where+"."+k.Value)
-			ok = ok && vok
-			out[k.Value] = v
-		}
-		return out, ok
-	case yaml.SequenceNode:
-		out := make([]any, len(n.Content))
-		ok := true
-		for i, e := range n.Content {
-			v, eok := p.literal(e, fmt.Sprintf("%s[%d]", where, i))
-			ok = ok && eok
-			out[i] = v
-		}
-		return out, ok
-	case yaml.ScalarNode:
-		if n.Tag == "!!str" && strings.Contains(n.Value, "${{") {
-			p.addf(n.Line, "%s: expressions are not evaluated here; write a literal", where)
-			return nil, false
-		}
-		return p.scalar(n)
+// parseDefaults reads `defaults:` into the step every step starts from.
+func (p *parser) parseDefaults(v *yaml.Node) {
+	if v.Kind != yaml.MappingNode {
+		p.addf(v.Line, "defaults must be a mapping of %s", strings.Join(defaultFields.keys(), ", "))
+		return
 	}
-	p.addf(n.Line, "%s: unsupported yaml value", where)
-	return nil, false
+	defaultFields.read(p, v, "defaults: ", &stepDraft{step: &p.defaults, label: "defaults"})
 }
 
 func (p *parser) scalar(n *yaml.Node) (any, bool) {
@@ -454,15 +499,24 @@ func (p *parser) scalar(n *yaml.Node) (any, bool) {
 type stepDraft struct {
 	step  *Step
 	label string // `step "id"`, or `step 3` when the id is missing
-	refs  []stepRef
+	refs  []ref  // steps its expressions read
+
+	node        *yaml.Node // the step's mapping
+	known       bool       // its action is in the catalogue
+	hasForeach  bool       // it has a foreach key, whether or not its value compiled
+	asLine      int        // the line of its `as`, 0 when it has none
+	initialLine int        // the line of its retry.initial_interval, 0 when not set there
 }
 
-type stepRef struct {
-	id   string
-	line int
+// scope is what the step's `if` and `with` may read beyond the run: the item, under foreach.
+func (d *stepDraft) scope() scope {
+	if !d.hasForeach {
+		return scope{}
+	}
+	return scope{item: d.step.As}
 }
 
-func (p *parser) parseSteps(b *Playbook, v *yaml.Node) {
+func (p *parser) parseSteps(v *yaml.Node) {
 	if v.Kind != yaml.SequenceNode {
 		p.addf(v.Line, "steps must be a list of steps")
 		return
@@ -474,7 +528,7 @@ func (p *parser) parseSteps(b *Playbook, v *yaml.Node) {
 	var drafts []*stepDraft
 	index := map[string]int{} // step id → position of its first definition
 	for i, n := range v.Content {
-		d := p.parseStep(resolve(n), i, b.Vars)
+		d := p.parseStep(resolve(n), i)
 		if d == nil {
 			continue
 		}
@@ -494,31 +548,27 @@ func (p *parser) parseSteps(b *Playbook, v *yaml.Node) {
 	slices.Sort(ids)
 	for i, d := range drafts {
 		for _, r := range d.refs {
-			at, ok := index[r.id]
+			at, ok := index[r.name]
 			switch {
 			case !ok:
-				if s := closest(r.id, ids); s != "" {
-					p.addf(r.line, "%s: refers to unknown step %q; did you mean %q?", d.label, r.id, s)
-				} else {
-					p.addf(r.line, "%s: refers to unknown step %q", d.label, r.id)
-				}
+				p.addf(r.line, "%s: refers to unknown step %q%s", d.label, r.name, suggestion(r.name, ids))
 			case at == i:
 				p.addf(r.line, "%s: refers to itself", d.label)
 			case at > i:
-				p.addf(r.line, "%s: refers to step %q, which runs later", d.label, r.id)
+				p.addf(r.line, "%s: refers to step %q, which runs later", d.label, r.name)
 			}
 		}
-		b.Steps = append(b.Steps, d.step)
+		p.book.Steps = append(p.book.Steps, d.step)
 	}
 }
 
-func (p *parser) parseStep(n *yaml.Node, i int, vars map[string]any) *stepDraft {
+func (p *parser) parseStep(n *yaml.Node, i int) *stepDraft {
 	if n.Kind != yaml.MappingNode {
 		p.addf(n.Line, "step %d must be a mapping with id and action", i+1)
 		return nil
 	}
-	s := &Step{Line: n.Line, Retry: actions.DefaultRetryPolicy(), OnError: OnErrorStop, vars: vars}
-	d := &stepDraft{step: s, label: fmt.Sprintf("step %d", i+1)}
+	s := &Step{Line: n.Line, Retry: p.defaults.Retry, OnError: p.defaults.OnError, book: p.book}
+	d := &stepDraft{step: s, label: fmt.Sprintf("step %d", i+1), node: n}
 	// Every message about the step names it, including those about keys before its id.
 	for j := 0; j+1 < len(n.Content); j += 2 {
 		if k, v := n.Content[j], resolve(n.Content[j+1]); k.Value == "id" && v.Kind == yaml.ScalarNode && v.Value != "" {
@@ -526,83 +576,145 @@ func (p *parser) parseStep(n *yaml.Node, i int, vars map[string]any) *stepDraft 
 			break
 		}
 	}
-	nodes := map[string]*yaml.Node{}
-	keys := map[string]*yaml.Node{}
-	p.pairs(n, stepKeys, d.label+": ", func(k, v *yaml.Node) {
-		nodes[k.Value] = v
-		keys[k.Value] = k
-	})
-
-	if v := nodes["id"]; v == nil {
-		p.addf(n.Line, "%s: missing required key \"id\"", d.label)
-	} else if id, ok := p.str(v, d.label+": id"); ok {
-		if !stepIDRE.MatchString(id) {
-			p.addf(v.Line, "step id %q must match [A-Za-z_][A-Za-z0-9_]*, as expressions read it as steps.<id>", id)
-		}
-		s.ID = id
+	found := stepFields.read(p, n, d.label+": ", d)
+	if d.asLine != 0 && !d.hasForeach {
+		p.addf(d.asLine, "%s: as names the item of foreach, and the step has no foreach", d.label)
 	}
-
-	known := false
-	if v := nodes["action"]; v == nil {
-		p.addf(n.Line, "%s: missing required key \"action\"", d.label)
-	} else if name, ok := p.str(v, d.label+": action"); ok {
-		s.Action = name
-		if s.spec, known = p.cat.Spec(name); !known {
-			if sug := p.cat.Suggest(name); sug != "" {
-				p.addf(v.Line, "%s: unknown action %q; did you mean %s?", d.label, name, sug)
-			} else {
-				p.addf(v.Line, "%s: unknown action %q", d.label, name)
-			}
-		}
-	}
-
-	if v := nodes["if"]; v != nil {
-		if src, ok := p.exprSource(v, d.label+": if"); ok {
-			if prog, err := compileBool(src); err != nil {
-				p.addf(exprErrorLine(lineOf(v), err), "%s: if: %s", d.label, exprMessage(err))
-			} else {
-				s.cond = prog
-				for _, id := range stepRefs(prog) {
-					d.refs = append(d.refs, stepRef{id, v.Line})
-				}
-			}
-		}
-	}
-
-	p.parseWith(d, nodes["with"], keys["with"], n, known)
-
-	if v := nodes["retry"]; v != nil {
-		p.parseRetry(d, v)
-	}
-	if v := nodes["timeout"]; v != nil {
-		if t, ok := p.duration(v, d.label+": timeout", true); ok {
-			s.Retry.AttemptTimeout = t
-		}
-	}
-	if v := nodes["on_error"]; v != nil {
-		if oe, ok := p.str(v, d.label+": on_error"); ok {
-			switch OnError(oe) {
-			case OnErrorStop, OnErrorContinue:
-				s.OnError = OnError(oe)
-			default:
-				p.addf(v.Line, "%s: on_error must be stop or continue, got %q", d.label, oe)
-			}
-		}
+	if !found["with"] {
+		p.checkInputs(d, nil, n.Line, nil)
 	}
 	return d
 }
 
-// parseWith compiles a step's inputs and, when the action is known, checks them against its
-// spec: names, required inputs, the type and limits of every literal, and, when every input is
-// a literal, how they fit together.
-func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnown bool) {
+func (p *parser) parseStepID(d *stepDraft, _, v *yaml.Node) {
+	id, ok := p.str(v, d.label+": id")
+	if !ok {
+		return
+	}
+	if !stepIDRE.MatchString(id) {
+		p.addf(v.Line, "step id %q must match [A-Za-z_][A-Za-z0-9_]*, as expressions read it as steps.<id>", id)
+	}
+	d.step.ID = id
+}
+
+func (p *parser) parseAction(d *stepDraft, _, v *yaml.Node) {
+	name, ok := p.str(v, d.label+": action")
+	if !ok {
+		return
+	}
 	s := d.step
-	given := map[string]bool{}
+	s.Action = name
+	if s.spec, d.known = p.cat.Spec(name); !d.known {
+		if sug := p.cat.Suggest(name); sug != "" {
+			p.addf(v.Line, "%s: unknown action %q; did you mean %s?", d.label, name, sug)
+		} else {
+			p.addf(v.Line, "%s: unknown action %q", d.label, name)
+		}
+	}
+}
+
+// parseForeach compiles `foreach:`, a list or a `${{ }}` that yields one. It is evaluated
+// before the step's items exist, so it reads what an `if` reads, but no item.
+func (p *parser) parseForeach(d *stepDraft, _, v *yaml.Node) {
+	d.hasForeach = true
+	d.step.As = defaultItem
+	label := d.label + ": foreach"
+	isTemplate := v.Kind == yaml.ScalarNode && v.Tag == "!!str" && strings.Contains(v.Value, "${{")
+	if v.Kind != yaml.SequenceNode && !isTemplate {
+		p.addf(v.Line, "%s must be a list, or ${{ }} yielding one", label)
+		return
+	}
+	var rs refSet
+	cv, ok := p.compileValue(v, label, scope{}, &rs)
+	if !ok {
+		return
+	}
+	d.refs = append(d.refs, rs.steps...)
+	p.useVars(&rs, d.label)
+	switch t := cv.val.(type) {
+	case text:
+		p.addf(v.Line, "%s must be a list, or ${{ }} yielding one; text around ${{ }} makes a string", label)
+		return
+	case whole:
+		if typ := t.prog.prog.Node().Type(); typ != nil {
+			switch typ.Kind() {
+			case reflect.Interface, reflect.Slice, reflect.Array:
+			default:
+				p.addf(v.Line, "%s must yield a list, got %s", label, typ)
+				return
+			}
+		}
+		d.step.foreachSrc = t.prog.src
+	default:
+		d.step.foreachSrc = "the list"
+	}
+	d.step.foreach = cv.val
+}
+
+// reservedItemNames are the names an `as` may not take: what the environment, expr's builtins,
+// the helpers and expr's own words already mean.
+var reservedItemNames = func() []string {
+	var names []string
+	t := reflect.TypeFor[exprEnv]()
+	for i := range t.NumField() {
+		names = append(names, t.Field(i).Tag.Get("expr"))
+	}
+	for _, f := range builtin.Builtins {
+		names = append(names, f.Name)
+	}
+	for _, h := range helpers {
+		names = append(names, h.name)
+	}
+	return append(names, "true", "false", "nil", "in", "not", "and", "or", "matches", "contains",
+		"startsWith", "endsWith", "let", "if", "else", "env", "$env")
+}()
+
+func (p *parser) parseAs(d *stepDraft, _, v *yaml.Node) {
+	name, ok := p.str(v, d.label+": as")
+	if !ok {
+		return
+	}
+	d.asLine = v.Line
+	switch {
+	case !stepIDRE.MatchString(name):
+		p.addf(v.Line, "%s: as %q must match [A-Za-z_][A-Za-z0-9_]*, as expressions read it by name", d.label, name)
+	case slices.Contains(reservedItemNames, name):
+		p.addf(v.Line, "%s: as %q is a name expressions already have; pick another", d.label, name)
+	default:
+		if d.hasForeach {
+			d.step.As = name
+		}
+	}
+}
+
+func (p *parser) parseIf(d *stepDraft, _, v *yaml.Node) {
+	src, ok := p.exprSource(v, d.label+": if")
+	if !ok {
+		return
+	}
+	prog, err := compile(src, d.scope(), true)
+	if err != nil {
+		p.addf(exprErrorLine(lineOf(v), err), "%s: if: %s", d.label, exprMessage(err))
+		return
+	}
+	d.step.cond = prog
+	var rs refSet
+	rs.add(prog, v.Line)
+	d.refs = append(d.refs, rs.steps...)
+	p.useVars(&rs, d.label)
+}
+
+// parseWith compiles a step's inputs and, when the action is known, checks them against its
+// spec: names, the type and limits of every literal, then (checkInputs) required inputs and,
+// when every input is a literal, how they fit together.
+func (p *parser) parseWith(d *stepDraft, key, v *yaml.Node) {
+	s := d.step
 	before := len(p.problems)
+	given := map[string]bool{}
 	literals := actions.Inputs{}
 	allLiteral := true
 	switch {
-	case v == nil || v.Tag == "!!null":
+	case v.Tag == "!!null":
 	case v.Kind != yaml.MappingNode:
 		p.addf(v.Line, "%s: with must be a mapping of input names to values", d.label)
 	default:
@@ -613,26 +725,25 @@ func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnow
 		p.pairs(v, nil, d.label+": with: ", func(k, val *yaml.Node) {
 			given[k.Value] = true
 			label := fmt.Sprintf("%s input %q", d.label, k.Value)
-			cv, ok := p.compileValue(val, label, &d.refs)
+			var rs refSet
+			cv, ok := p.compileValue(val, label, d.scope(), &rs)
 			if !ok {
 				return
 			}
+			d.refs = append(d.refs, rs.steps...)
+			p.useVars(&rs, d.label)
 			s.with = append(s.with, input{name: k.Value, val: cv.val})
 			if !cv.isLit {
 				allLiteral = false
 			} else {
 				literals[k.Value] = cv.lit
 			}
-			if !actionKnown {
+			if !d.known {
 				return
 			}
 			decl, known := s.spec.Input(k.Value)
 			if !known {
-				if sug := closest(k.Value, names); sug != "" {
-					p.addf(k.Line, "%s: action %s has no input %q; did you mean %q?", d.label, s.Action, k.Value, sug)
-				} else {
-					p.addf(k.Line, "%s: action %s has no input %q", d.label, s.Action, k.Value)
-				}
+				p.addf(k.Line, "%s: action %s has no input %q%s", d.label, s.Action, k.Value, suggestion(k.Value, names))
 				return
 			}
 			if cv.isLit {
@@ -645,26 +756,34 @@ func (p *parser) parseWith(d *stepDraft, v, key, stepNode *yaml.Node, actionKnow
 		})
 		slices.SortFunc(s.with, func(a, b input) int { return strings.Compare(a.name, b.name) })
 	}
-	if !actionKnown {
+	if !allLiteral || len(p.problems) != before {
+		literals = nil // the cross-check needs every input, each of them sound
+	}
+	p.checkInputs(d, given, key.Line, literals)
+}
+
+// checkInputs checks what only the whole `with` can tell: every required input given, and,
+// when all are literals (literals is not nil) and nothing else is wrong, the action's own
+// cross-check.
+func (p *parser) checkInputs(d *stepDraft, given map[string]bool, line int, literals actions.Inputs) {
+	if !d.known {
 		return
 	}
-	line := stepNode.Line
-	if key != nil {
-		line = key.Line
-	}
+	s := d.step
+	before := len(p.problems)
 	for _, decl := range s.spec.Inputs {
 		if decl.Required && !given[decl.Name] {
 			p.addf(line, "%s: missing required input %q of %s", d.label, decl.Name, s.Action)
 		}
 	}
-	if allLiteral && s.spec.Validate != nil && len(p.problems) == before {
+	if literals != nil && s.spec.Validate != nil && len(p.problems) == before {
 		if _, err := s.spec.Check(literals); err != nil {
 			p.addf(line, "%s: %s", d.label, strings.TrimPrefix(err.Error(), s.spec.Name+": invalid inputs: "))
 		}
 	}
 }
 
-// compiled is one compiled `with` value; lit is its plain Go value when it holds no expression
+// compiled is one compiled value; lit is its plain Go value when it holds no expression
 // anywhere, so that it can be type-checked at load.
 type compiled struct {
 	val   value
@@ -672,15 +791,24 @@ type compiled struct {
 	isLit bool
 }
 
-func (p *parser) compileValue(n *yaml.Node, label string, refs *[]stepRef) (compiled, bool) {
+// compileValue compiles a value as `with` values are: exactly `${{ expr }}` takes the
+// expression's type, text with `${{ }}` in it interpolates, anything else is a literal; maps and
+// lists value by value. What its expressions read goes into rs.
+func (p *parser) compileValue(n *yaml.Node, label string, sc scope, rs *refSet) (compiled, bool) {
 	n = resolve(n)
+	if p.values++; p.values > maxValues {
+		if p.values == maxValues+1 {
+			p.addf(n.Line, "%s: the file holds more than %d values once its yaml aliases are followed", label, maxValues)
+		}
+		return compiled{}, false
+	}
 	switch n.Kind {
 	case yaml.MappingNode:
 		m := mapping{}
 		lit := map[string]any{}
 		ok, isLit := true, true
 		p.pairs(n, nil, label+": ", func(k, v *yaml.Node) {
-			c, cok := p.compileValue(v, label, refs)
+			c, cok := p.compileValue(v, label, sc, rs)
 			ok = ok && cok
 			isLit = isLit && c.isLit
 			m.keys = append(m.keys, k.Value)
@@ -696,7 +824,7 @@ func (p *parser) compileValue(n *yaml.Node, label string, refs *[]stepRef) (comp
 		lit := make([]any, len(n.Content))
 		ok, isLit := true, true
 		for i, e := range n.Content {
-			c, cok := p.compileValue(e, label, refs)
+			c, cok := p.compileValue(e, label, sc, rs)
 			ok = ok && cok
 			isLit = isLit && c.isLit
 			l[i], lit[i] = c.val, c.lit
@@ -707,7 +835,7 @@ func (p *parser) compileValue(n *yaml.Node, label string, refs *[]stepRef) (comp
 		return compiled{val: l, lit: lit, isLit: isLit}, ok
 	case yaml.ScalarNode:
 		if n.Tag == "!!str" && strings.Contains(n.Value, "${{") {
-			return p.compileTemplate(n, label, refs)
+			return p.compileTemplate(n, label, sc, rs)
 		}
 		v, ok := p.scalar(n)
 		return compiled{val: literal{v}, lit: v, isLit: true}, ok
@@ -716,7 +844,7 @@ func (p *parser) compileValue(n *yaml.Node, label string, refs *[]stepRef) (comp
 	return compiled{}, false
 }
 
-func (p *parser) compileTemplate(n *yaml.Node, label string, refs *[]stepRef) (compiled, bool) {
+func (p *parser) compileTemplate(n *yaml.Node, label string, sc scope, rs *refSet) (compiled, bool) {
 	line := n.Line
 	if lineOf(n).block {
 		line++
@@ -726,19 +854,17 @@ func (p *parser) compileTemplate(n *yaml.Node, label string, refs *[]stepRef) (c
 		p.addf(line, "%s: %v", label, err)
 		return compiled{}, false
 	}
-	progs := make([]*vm.Program, 0, len(exprs))
+	progs := make([]*program, 0, len(exprs))
 	ok := true
 	for _, src := range exprs {
-		prog, err := compileAny(src)
+		prog, err := compile(src, sc, false)
 		if err != nil {
 			p.addf(line, "%s: %s", label, exprMessage(err))
 			ok = false
 			continue
 		}
 		progs = append(progs, prog)
-		for _, id := range stepRefs(prog) {
-			*refs = append(*refs, stepRef{id, n.Line})
-		}
+		rs.add(prog, n.Line)
 	}
 	if !ok {
 		return compiled{}, false
@@ -749,39 +875,32 @@ func (p *parser) compileTemplate(n *yaml.Node, label string, refs *[]stepRef) (c
 	return compiled{val: text{lits: lits, progs: progs}}, true
 }
 
-func (p *parser) parseRetry(d *stepDraft, v *yaml.Node) {
+func (p *parser) parseRetry(d *stepDraft, _, v *yaml.Node) {
 	if v.Kind != yaml.MappingNode {
-		p.addf(v.Line, "%s: retry must be a mapping of %s", d.label, strings.Join(retryKeys, ", "))
+		p.addf(v.Line, "%s: retry must be a mapping of %s", d.label, strings.Join(retryFields.keys(), ", "))
 		return
 	}
-	r := &d.step.Retry
-	var initialLine int
-	found := p.pairs(v, retryKeys, d.label+": retry: ", func(k, val *yaml.Node) {
-		what := d.label + ": retry." + k.Value
-		switch k.Value {
-		case "max_attempts":
-			n, err := strconv.Atoi(val.Value)
-			switch {
-			case val.Kind != yaml.ScalarNode || val.Tag != "!!int" || err != nil:
-				p.addf(val.Line, "%s must be a whole number, got %q", what, val.Value)
-			case n < 1:
-				p.addf(val.Line, "%s must be at least 1, got %d", what, n)
-			default:
-				r.MaxAttempts = n
-			}
-		case "initial_interval":
-			if t, ok := p.duration(val, what, false); ok {
-				r.InitialInterval, initialLine = t, val.Line
-			}
-		case "max_interval":
-			if t, ok := p.duration(val, what, false); ok {
-				r.MaxInterval = t
-			}
-		}
-	})
-	if found["initial_interval"] && found["max_interval"] && initialLine != 0 &&
+	d.initialLine = 0
+	found := retryFields.read(p, v, d.label+": retry: ", d)
+	r := d.step.Retry
+	// Only a contradiction within one mapping: against an interval from the defaults, the one
+	// set here wins.
+	if found["initial_interval"] && found["max_interval"] && d.initialLine != 0 &&
 		r.MaxInterval > 0 && r.MaxInterval < r.InitialInterval {
-		p.addf(initialLine, "%s: retry.initial_interval %s is longer than max_interval %s", d.label, r.InitialInterval, r.MaxInterval)
+		p.addf(d.initialLine, "%s: retry.initial_interval %s is longer than max_interval %s", d.label, r.InitialInterval, r.MaxInterval)
+	}
+}
+
+func (p *parser) parseMaxAttempts(d *stepDraft, k, v *yaml.Node) {
+	what := d.label + ": retry." + k.Value
+	n, err := strconv.Atoi(v.Value)
+	switch {
+	case v.Kind != yaml.ScalarNode || v.Tag != "!!int" || err != nil:
+		p.addf(v.Line, "%s must be a whole number, got %q", what, v.Value)
+	case n < 1:
+		p.addf(v.Line, "%s must be at least 1, got %d", what, n)
+	default:
+		d.step.Retry.MaxAttempts = n
 	}
 }
 

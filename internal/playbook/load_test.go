@@ -253,7 +253,7 @@ var invalidCases = []struct {
 		`bad-retry.yaml:17: step "again": retry.initial_interval 1m0s is longer than max_interval 1s`,
 	}},
 	{"bad steps and vars", []string{"bad-steps.yaml"}, []string{
-		`bad-steps.yaml:4: vars.who: expressions are not evaluated here; write a literal`,
+		`bad-steps.yaml:4: vars.who: refers to step "first"; vars are evaluated before any step runs`,
 		`bad-steps.yaml:6: step 1 must be a mapping with id and action`,
 		`bad-steps.yaml:7: step 2: missing required key "id"`,
 		`bad-steps.yaml:9: step id "bad-id" must match [A-Za-z_][A-Za-z0-9_]*, as expressions read it as steps.<id>`,
@@ -266,6 +266,54 @@ var invalidCases = []struct {
 		`dup-key.yaml:4: when is an expression already; write it without "${{ }}"`,
 		`dup-key.yaml:11: step "event": with: duplicate key "eventId" (first at line 10)`,
 		`dup-key.yaml:15: step "q" input "data": duplicate key "a" (first at line 14)`,
+	}},
+	{"vars that read later, own, unknown vars or steps, and reads of unknown vars", []string{"bad-vars.yaml"}, []string{
+		`bad-vars.yaml:3: when: refers to unknown var "hots"; did you mean "host"?`,
+		`bad-vars.yaml:5: vars.host: refers to var "owner", which is declared later`,
+		`bad-vars.yaml:6: vars.owner: refers to itself`,
+		`bad-vars.yaml:7: vars.label: refers to unknown var "nope"`,
+		`bad-vars.yaml:8: vars.step: refers to step "e"; vars are evaluated before any step runs`,
+		`bad-vars.yaml:9: vars.broken: unexpected token EOF (1:9)`,
+		// vars.after reads vars.broken, which is declared: no second problem for one mistake.
+		`bad-vars.yaml:13: step "e": refers to unknown var "lable"; did you mean "label"?`,
+		`bad-vars.yaml:17: concurrency_key: refers to unknown var "ownr"; did you mean "owner"?`,
+	}},
+	{"foreach that is no list, items read outside foreach, bad as", []string{"bad-foreach.yaml"}, []string{
+		`bad-foreach.yaml:5: step "text": foreach must be a list, or ${{ }} yielding one; text around ${{ }} makes a string`,
+		`bad-foreach.yaml:9: step "scalar": foreach must be a list, or ${{ }} yielding one`,
+		`bad-foreach.yaml:13: step "typed": foreach must yield a list, got string`,
+		`bad-foreach.yaml:17: step "noitem": if: unknown name item (1:1)`,
+		`bad-foreach.yaml:19: step "noitem" input "eventId": unknown name item (1:1)`,
+		`bad-foreach.yaml:21: step "stray_as": as names the item of foreach, and the step has no foreach`,
+		`bad-foreach.yaml:26: step "reserved": as "alert" is a name expressions already have; pick another`,
+		// With `as: host`, "item" means nothing.
+		`bad-foreach.yaml:34: step "renamed" input "eventId": unknown name item (1:1)`,
+		`bad-foreach.yaml:36: step "later": refers to step "last", which runs later`,
+	}},
+	{"bad defaults and mode", []string{"bad-defaults.yaml"}, []string{
+		`bad-defaults.yaml:3: mode must be live or shadow, got "dry-run"`,
+		`bad-defaults.yaml:5: defaults: retry.max_attempts must be at least 1, got 0`,
+		`bad-defaults.yaml:5: defaults: retry.initial_interval 1m0s is longer than max_interval 1s`,
+		`bad-defaults.yaml:6: defaults: timeout: invalid duration "soon"; write it like 500ms or 30s`,
+		`bad-defaults.yaml:7: defaults: on_error must be stop or continue, got "ignore"`,
+		`bad-defaults.yaml:8: defaults: unknown key "if"`,
+		`bad-defaults.yaml:9: defaults: unknown key "retyr"; did you mean "retry"?`,
+	}},
+	{"defaults and mode of the wrong kind", []string{"bad-defaults-kind.yaml"}, []string{
+		`bad-defaults-kind.yaml:3: mode must be a string`,
+		`bad-defaults-kind.yaml:4: defaults must be a mapping of retry, timeout, on_error`,
+	}},
+	{"helper patterns and networks written as literals are checked at load", []string{"bad-helpers.yaml"}, []string{
+		`bad-helpers.yaml:3: when: inCIDR: "10.0.0.0/33" is not a network such as 10.0.0.0/8 or an IP address (1:18)`,
+		`bad-helpers.yaml:6: step "e": if: globMatch: pattern "[a-": "[" at 0 is never closed by "]" (1:11)`,
+		// expr's own matches operator compiles a literal pattern at load too.
+		"bad-helpers.yaml:9: step \"e\" input \"eventId\": error parsing regexp: missing closing ): `(` (1:9)",
+		`bad-helpers.yaml:11: step "f": if: cannot use int as argument (type []string) to call inCIDR  (1:64)`,
+		`bad-helpers.yaml:13: step "f" input "eventId": domainMatch: pattern "a..b" has an empty label (1:13)`,
+		`bad-helpers.yaml:15: step "g": if: too many arguments to call dig (1:37)`,
+	}},
+	{"aliases that multiply", []string{"aliases.yaml"}, []string{
+		`aliases.yaml:10: step "q" input "data": the file holds more than 100000 values once its yaml aliases are followed`,
 	}},
 	{"several problems in one file, all reported", []string{"several.yaml"}, []string{
 		`several.yaml:1: name "several problems" must match [A-Za-z0-9_-]+, as it becomes a subject token`,

@@ -5,11 +5,12 @@ package playbook
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/expr-lang/expr/vm"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 )
@@ -64,11 +65,22 @@ type Playbook struct {
 	File        string   // the path it was loaded from
 	On          []string // NATS subject filters
 	Steps       []*Step
-	Vars        map[string]any // the `vars:` literals; nil when the file has none
+	// Vars holds the `vars:` when every one is a literal; nil when the file has none or when
+	// any is an expression. EvalVars gives every var's value for one run, whichever they are.
+	Vars map[string]any
+	// Shadow is `mode: shadow`: the playbook runs its conditions and renders its inputs but
+	// must call no vendor; its outcome says "shadowed".
+	Shadow bool
 
-	when           *vm.Program // nil: every alert on a matching subject runs the playbook
-	filters        [][]string  // On, split into tokens once
-	concurrencyKey value       // nil: runs may overlap
+	when           *program   // nil: every alert on a matching subject runs the playbook
+	concurrencyKey *valueExpr // nil: runs may overlap
+	vars           []varDef   // in the order declared
+}
+
+// varDef is one declared var: a value rendered like an input, once per run.
+type varDef struct {
+	name string
+	val  value
 }
 
 // HasConcurrencyKey says whether runs of the playbook are serialised per key.
@@ -80,9 +92,12 @@ func (p *Playbook) ConcurrencyKey(env *Env) (string, error) {
 	if p.concurrencyKey == nil {
 		return "", nil
 	}
-	r := renderer{env: env.exprEnv(p.Vars), vm: getVM()}
-	defer putVM(r.vm)
-	v, err := p.concurrencyKey.render(&r)
+	r, err := p.prepare(env, nil)
+	if err != nil {
+		return "", err
+	}
+	defer r.release()
+	v, err := p.concurrencyKey.val.render(r)
 	if err != nil {
 		return "", fmt.Errorf("playbook %q concurrency_key: %w", p.Name, err)
 	}
@@ -95,12 +110,54 @@ func (p *Playbook) ConcurrencyKey(env *Env) (string, error) {
 // MatchesSubject reports whether subject matches one of the playbook's `on` filters, with NATS
 // wildcard semantics: '*' is exactly one token, '>' one or more trailing tokens.
 func (p *Playbook) MatchesSubject(subject string) bool {
-	for _, f := range p.filters {
-		if matchSubject(f, subject) {
+	for _, f := range p.On {
+		if server.SubjectMatchesFilter(subject, f) {
 			return true
 		}
 	}
 	return false
+}
+
+// EvalVars evaluates the playbook's `vars:` for one run, in the order they are declared, each
+// seeing the ones before it as vars.<name>. The engine calls it once per run, before When,
+// and puts the result in Env.Vars, so every expression of the run sees the same values.
+// env.Vars itself is not read. The map is the caller's; it is never nil.
+func (p *Playbook) EvalVars(env *Env) (map[string]any, error) {
+	out := make(map[string]any, len(p.vars))
+	if len(p.vars) == 0 {
+		return out, nil
+	}
+	r := newRenderer(env.exprEnv(out, nil))
+	defer r.release()
+	for _, v := range p.vars {
+		val, err := v.val.render(r)
+		if err != nil {
+			return nil, fmt.Errorf("playbook %q var %q: %w", p.Name, v.name, err)
+		}
+		out[v.name] = val
+	}
+	return out, nil
+}
+
+// varsFor is what expressions see as `vars` in env: Env.Vars when the caller set it, else the
+// playbook's own, evaluated now when any is an expression.
+func (p *Playbook) varsFor(env *Env) (map[string]any, error) {
+	switch {
+	case env != nil && env.Vars != nil:
+		return env.Vars, nil
+	case len(p.vars) == 0 || p.Vars != nil:
+		return p.Vars, nil
+	}
+	return p.EvalVars(env)
+}
+
+// prepare readies the evaluation of one of the playbook's expressions in env.
+func (p *Playbook) prepare(env *Env, item any) (*renderer, error) {
+	vars, err := p.varsFor(env)
+	if err != nil {
+		return nil, err
+	}
+	return newRenderer(env.exprEnv(vars, item)), nil
 }
 
 // When evaluates the playbook's `when`; it is true when the playbook has none.
@@ -108,9 +165,14 @@ func (p *Playbook) When(env *Env) (bool, error) {
 	if p.when == nil {
 		return true, nil
 	}
-	ok, err := runBool(p.when, env.exprEnv(p.Vars))
+	r, err := p.prepare(env, nil)
 	if err != nil {
-		return false, fmt.Errorf("playbook %q when: %w", p.Name, err)
+		return false, err
+	}
+	defer r.release()
+	ok, err := r.runBool(p.when)
+	if err != nil {
+		return false, fmt.Errorf("playbook %q when %s", p.Name, err)
 	}
 	return ok, nil
 }
@@ -143,38 +205,62 @@ type Step struct {
 	Line    int // line of the step in its file, for messages about it at run time
 	Retry   actions.RetryPolicy
 	OnError OnError
+	// As is the name each item of the step's `foreach:` is bound to in its `if` and `with`
+	// ("item" unless `as:` says); "" when the step has no foreach.
+	As string
 
-	spec actions.Spec
-	cond *vm.Program // the `if`; nil when the step always runs
-	with []input     // sorted by name
-	vars map[string]any
+	book       *Playbook
+	spec       actions.Spec
+	foreach    value  // nil when the step runs once
+	foreachSrc string // the foreach expression, for messages
+	cond       *program
+	with       []input // sorted by name
 }
+
+// HasForEach says whether the step runs once per item of its `foreach:` (see Items).
+func (s *Step) HasForEach() bool { return s.foreach != nil }
 
 type input struct {
 	name string
 	val  value
 }
 
-// ShouldRun evaluates the step's `if`; it is true when the step has none.
-func (s *Step) ShouldRun(env *Env) (bool, error) {
+// ShouldRun evaluates the step's `if`; it is true when the step has none. For a step with
+// foreach, ShouldRunItem decides each item.
+func (s *Step) ShouldRun(env *Env) (bool, error) { return s.ShouldRunItem(env, nil) }
+
+// ShouldRunItem evaluates the step's `if` for one item of its foreach, bound to s.As.
+func (s *Step) ShouldRunItem(env *Env, item any) (bool, error) {
 	if s.cond == nil {
 		return true, nil
 	}
-	ok, err := runBool(s.cond, env.exprEnv(s.vars))
+	r, err := s.book.prepare(env, item)
 	if err != nil {
-		return false, fmt.Errorf("step %q if: %w", s.ID, err)
+		return false, err
+	}
+	defer r.release()
+	ok, err := r.runBool(s.cond)
+	if err != nil {
+		return false, fmt.Errorf("playbook %q step %q if %s", s.book.Name, s.ID, err)
 	}
 	return ok, nil
 }
 
 // Render evaluates the step's `with` into the action's inputs. Each call returns fresh maps and
-// lists, so callers may keep or change them.
-func (s *Step) Render(env *Env) (actions.Inputs, error) {
-	r := renderer{env: env.exprEnv(s.vars), vm: getVM()}
-	defer putVM(r.vm)
+// lists, so callers may keep or change them. For a step with foreach, RenderItem renders each
+// item's inputs.
+func (s *Step) Render(env *Env) (actions.Inputs, error) { return s.RenderItem(env, nil) }
+
+// RenderItem evaluates the step's `with` for one item of its foreach, bound to s.As.
+func (s *Step) RenderItem(env *Env, item any) (actions.Inputs, error) {
+	r, err := s.book.prepare(env, item)
+	if err != nil {
+		return nil, err
+	}
+	defer r.release()
 	in := make(actions.Inputs, len(s.with))
 	for _, w := range s.with {
-		v, err := w.val.render(&r)
+		v, err := w.val.render(r)
 		if err != nil {
 			return nil, fmt.Errorf("step %q input %q: %w", s.ID, w.name, err)
 		}
@@ -183,12 +269,71 @@ func (s *Step) Render(env *Env) (actions.Inputs, error) {
 	return in, nil
 }
 
+// Items evaluates the step's `foreach:` into the items it runs for, in order: nil and no error
+// when the step has no foreach, a non-nil (possibly empty) list when it has one, and an error
+// when the value is not a list (a missing field is nil, which is not a list: write
+// `${{ alert.hosts ?? [] }}` where none is a normal case).
+func (s *Step) Items(env *Env) ([]any, error) {
+	if s.foreach == nil {
+		return nil, nil
+	}
+	r, err := s.book.prepare(env, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer r.release()
+	v, err := s.foreach.render(r)
+	if err != nil {
+		return nil, fmt.Errorf("playbook %q step %q foreach: %w", s.book.Name, s.ID, err)
+	}
+	items, ok := asList(v)
+	if !ok {
+		return nil, fmt.Errorf("playbook %q step %q foreach %s: expected a list, got %s", s.book.Name, s.ID, quoteExpr(s.foreachSrc), kindOf(v))
+	}
+	return items, nil
+}
+
+// asList returns v's elements when it is a list of any element type; the list is fresh.
+func asList(v any) ([]any, bool) {
+	if l, ok := v.([]any); ok {
+		return slices.Clone(l), true
+	}
+	rv := reflect.ValueOf(v)
+	if !rv.IsValid() || (rv.Kind() != reflect.Slice && rv.Kind() != reflect.Array) {
+		return nil, false
+	}
+	out := make([]any, rv.Len())
+	for i := range out {
+		out[i] = rv.Index(i).Interface()
+	}
+	return out, true
+}
+
+// kindOf names what a value is, for messages: nil, string, number, bool, object, list.
+func kindOf(v any) string {
+	switch v.(type) {
+	case nil:
+		return "nil"
+	case string:
+		return "string"
+	case bool:
+		return "bool"
+	case int, int64, int32, uint, uint64, float64, float32:
+		return "number"
+	case map[string]any:
+		return "object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
 // StepState is what a step that has run left behind, as expressions see it under
 // `steps.<id>`.
 type StepState struct {
-	Status string         `expr:"status"` // succeeded, failed or skipped
-	Output map[string]any `expr:"output"`
-	Error  string         `expr:"error"`
+	Status string `expr:"status"` // succeeded, failed or skipped
+	// Output is the action's output (a map[string]any) for a step that runs once, and the list
+	// of every item's output, in item order, for a step with foreach.
+	Output any    `expr:"output"`
+	Error  string `expr:"error"`
 }
 
 // Env is what expressions see while one alert runs through one playbook.
@@ -202,37 +347,38 @@ type Env struct {
 	// StepState: `steps.x.status` is "" and `steps.x.output.y` is nil, not an error, so an `if`
 	// on the output of a skipped step stays a plain comparison with nil.
 	Steps map[string]StepState
-	// Vars overrides the playbook's `vars:` when set; nil means the playbook's own.
+	// Vars is what expressions see as `vars`: set it to the playbook's EvalVars once per run.
+	// Nil means the playbook's own, evaluated at every call when any var is an expression.
 	Vars map[string]any
-	// Now is what now() returns, so a run sees one instant and tests control it; the zero time
-	// means the wall clock.
+	// Now is what now() returns and since() measures from, so a run sees one instant and tests
+	// control it; the zero time means the wall clock.
 	Now time.Time
 }
 
 // exprEnv is the expression environment's shape: expressions are type-checked against it at
 // load, so `alrt.type` or `steps.x.outptu` fail there and not on the first alert.
 type exprEnv struct {
-	Alert   map[string]any       `expr:"alert"`
-	Subject string               `expr:"subject"`
-	Headers map[string]string    `expr:"headers"`
-	AlertID string               `expr:"alert_id"`
-	Steps   map[string]StepState `expr:"steps"`
-	Vars    map[string]any       `expr:"vars"`
-	Now     func() time.Time     `expr:"now"` // shadows expr's builtin now(), which reads the wall clock
+	Alert   map[string]any                   `expr:"alert"`
+	Subject string                           `expr:"subject"`
+	Headers map[string]string                `expr:"headers"`
+	AlertID string                           `expr:"alert_id"`
+	Steps   map[string]StepState             `expr:"steps"`
+	Vars    map[string]any                   `expr:"vars"`
+	Now     func() time.Time                 `expr:"now"` // shadows expr's builtin now(), which reads the wall clock
+	Since   func(any) (time.Duration, error) `expr:"since"`
+	// Item is the current item of a step's foreach. Its name cannot be written in an
+	// expression: the loader renames the step's `as` name to it, in that step only.
+	Item any `expr:"foreach item"`
 }
 
-func (e *Env) exprEnv(vars map[string]any) *exprEnv {
+// itemName is exprEnv.Item's name in expressions, after the loader's renaming.
+const itemName = "foreach item"
+
+func (e *Env) exprEnv(vars map[string]any, item any) *exprEnv {
 	if e == nil {
 		e = &Env{}
 	}
-	if e.Vars != nil {
-		vars = e.Vars
-	}
-	now := e.Now
-	clock := time.Now
-	if !now.IsZero() {
-		clock = func() time.Time { return now }
-	}
+	c := clock(e.Now)
 	return &exprEnv{
 		Alert:   e.Alert,
 		Subject: e.Subject,
@@ -240,6 +386,8 @@ func (e *Env) exprEnv(vars map[string]any) *exprEnv {
 		AlertID: e.AlertID,
 		Steps:   e.Steps,
 		Vars:    vars,
-		Now:     clock,
+		Now:     c.now,
+		Since:   c.since,
+		Item:    item,
 	}
 }

@@ -6,7 +6,9 @@ import (
 )
 
 // checkFilter says what is wrong with a NATS subject filter, or "" when nothing is. The server
-// would reject these on a subscription; here they fail at load with the line.
+// would reject these on a subscription; here they fail at load with the line and the reason,
+// which the server's own check (server.IsValidSubject) does not give. Matching is the
+// server's: Playbook.MatchesSubject calls server.SubjectMatchesFilter.
 func checkFilter(f string) string {
 	if f == "" {
 		return "is empty"
@@ -26,27 +28,4 @@ func checkFilter(f string) string {
 		}
 	}
 	return ""
-}
-
-// matchSubject matches without splitting the subject, as it runs for every alert and playbook.
-// checkFilter has made sure '>' can only be the filter's last token.
-func matchSubject(filter []string, subject string) bool {
-	rest := subject
-	for i, ft := range filter {
-		if ft == ">" {
-			return rest != ""
-		}
-		if rest == "" {
-			return false
-		}
-		tok, after, more := strings.Cut(rest, ".")
-		if ft != "*" && ft != tok {
-			return false
-		}
-		if !more {
-			return i == len(filter)-1
-		}
-		rest = after
-	}
-	return false
 }
