@@ -31,14 +31,21 @@ test:
 	@[ -n "$(RACE)" ] || echo "note: no C compiler (cgo off), so the tests run without -race"
 	$(GO) test $(RACE) -count=1 -timeout 15m $(PKGS)
 
+# Issue 16: riposte against its floors on one embedded JetStream server, about two minutes; writes
+# the table, the machine and a chart into docs/benchmarks.md (and .svg), keeping its hand-written
+# parts. BENCH_FLAGS scales it: -alerts, -duration, -cases, -rounds, -cpuprofile, ... (-h lists
+# them). The Go micro-benchmarks: go test -run '^$' -bench . -benchmem ./...
+BENCH_FLAGS ?=
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./cmd/bench -out docs/benchmarks.md $(BENCH_FLAGS)
 
 # Each fuzz test for FUZZTIME; the seeds alone run in make test.
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAlert -fuzztime $(FUZZTIME) ./internal/queue
 	$(GO) test -run '^$$' -fuzz FuzzClip -fuzztime $(FUZZTIME) ./internal/queue
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME) ./internal/playbook
+	$(GO) test -run '^$$' -fuzz FuzzRender -fuzztime $(FUZZTIME) ./internal/playbook
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -51,3 +58,4 @@ fmt:
 # docs/actions.md is generated from the actions' declarations.
 docs:
 	$(GO) run ./cmd/worker actions > docs/actions.md
+	$(GO) test ./internal/playbook -run TestSchemaIsCurrent -update

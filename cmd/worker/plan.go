@@ -56,8 +56,13 @@ func writePlan(w io.Writer, pbs []*playbook.Playbook, alert map[string]any, subj
 			continue
 		}
 		env := &playbook.Env{Alert: alert, Subject: subject, Headers: map[string]string{}, AlertID: id,
-			Steps: map[string]playbook.StepState{}, Vars: pb.Vars, Now: now}
-		ok, err := pb.When(env)
+			Steps: map[string]playbook.StepState{}, Now: now}
+		vars, err := pb.EvalVars(env)
+		env.Vars = vars
+		ok := false
+		if err == nil {
+			ok, err = pb.When(env)
+		}
 		switch {
 		case err != nil:
 			fmt.Fprintf(w, "\n%s: would fail: %v\n", pb.Name, err)

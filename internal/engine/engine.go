@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,9 @@ const (
 	StatusFailed    = "failed"
 	StatusSkipped   = "skipped"
 	StatusUnmatched = "unmatched"
+	// StatusShadowed is a run, or a step of it, of a playbook in mode: shadow: no vendor was
+	// called; each step's output holds the inputs it would have sent.
+	StatusShadowed = "shadowed"
 	// StatusReused is never published (the step's outcome says succeeded); Observer hears it
 	// for a step whose result came from the journal, so no vendor was called.
 	StatusReused = "reused"
@@ -60,8 +64,10 @@ type StepOutcome struct {
 	Status     string         `json:"status"`
 	Attempts   int            `json:"attempts"`
 	DurationMS int64          `json:"duration_ms"`
-	Output     map[string]any `json:"output"`
-	Error      string         `json:"error"`
+	// Output is what steps.<id>.output reads: the vendor's answer (an object), the list of a
+	// foreach step's item outputs, or a shadow step's inputs.
+	Output any    `json:"output"`
+	Error  string `json:"error"`
 	// Replayed marks a step whose result came from the journal of an earlier delivery: no
 	// vendor was called this time.
 	Replayed bool `json:"replayed,omitempty"`
@@ -196,7 +202,12 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			continue
 		}
 		env := e.env(a, pb)
-		match, err := pb.When(env)
+		vars, err := pb.EvalVars(env)
+		env.Vars = vars
+		match := false
+		if err == nil {
+			match, err = pb.When(env)
+		}
 		if err != nil {
 			now := e.now()
 			out := e.outcome(a, pb.Name, now)
@@ -238,7 +249,7 @@ func (e *Engine) now() time.Time { return e.opts.Now().UTC().Truncate(time.Milli
 func (e *Engine) env(a Alert, pb *playbook.Playbook) *playbook.Env {
 	return &playbook.Env{
 		Alert: a.Body, Subject: a.Subject, Headers: a.Headers, AlertID: a.ID,
-		Steps: make(map[string]playbook.StepState, len(pb.Steps)), Vars: pb.Vars, Now: e.now(),
+		Steps: make(map[string]playbook.StepState, len(pb.Steps)), Now: e.now(),
 	}
 }
 
@@ -323,6 +334,9 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 		env.Steps[st.ID] = playbook.StepState{Status: so.Status, Output: so.Output, Error: so.Error}
 		out.Steps = append(out.Steps, so)
 	}
+	if pb.Shadow && out.Status == StatusSucceeded {
+		out.Status = StatusShadowed
+	}
 	out.FinishedAt = e.now()
 	log.Info("playbook finished", zap.String("status", out.Status), zap.Bool("retry", end.retry), zap.Bool("held_back", end.heldBack))
 	return out, end
@@ -346,27 +360,95 @@ type stepEnd struct {
 }
 
 func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
-	so := StepOutcome{ID: st.ID, Action: st.Action}
 	log = log.With(zap.String("step", st.ID), zap.String("action", st.Action))
-	fail := func(err error) (StepOutcome, stepEnd) {
-		so.Status, so.Error = StatusFailed, err.Error()
-		return so, stepEnd{}
-	}
-
-	run, err := st.ShouldRun(env)
-	if err != nil {
-		return fail(err)
-	}
-	if !run {
-		so.Status = StatusSkipped
-		return so, stepEnd{}
-	}
-
 	jid := a.JournalID
 	if jid == "" {
 		jid = a.ID
 	}
 	key := journalKey(jid, pb.Name, st.ID)
+	if st.HasForEach() {
+		return e.steps(ctx, pb, st, env, key, log)
+	}
+	return e.item(ctx, pb, st, env, nil, key, log)
+}
+
+// steps runs a foreach step: each item on its own, journaled under its own key, a failed item
+// reported with its index; on_error says whether the others run. The output is the list of
+// the items' outputs, nil for those skipped or failed.
+func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
+	items, err := st.Items(env)
+	if err != nil {
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{}
+	}
+	outputs := make([]any, len(items))
+	var errs []string
+	var end stepEnd
+	realRetry := false // an item failed at its vendor, not only held back
+	ran, replayed := 0, len(items) > 0
+	for i, item := range items {
+		ilog := log.With(zap.Int("item", i))
+		io, ie := e.item(ctx, pb, st, env, item, fmt.Sprintf("%s#%d", key, i), ilog)
+		so.Attempts += io.Attempts
+		so.DurationMS += io.DurationMS
+		outputs[i] = io.Output
+		if io.Status == StatusSkipped {
+			continue
+		}
+		ran++
+		replayed = replayed && io.Replayed
+		if io.Status == StatusFailed {
+			errs = append(errs, fmt.Sprintf("item %d: %s", i, io.Error))
+			outputs[i] = nil
+			if ie.retry {
+				end.retry = true
+				end.retryAfter = max(end.retryAfter, ie.retryAfter)
+				end.requeue = end.requeue || ie.requeue
+				realRetry = realRetry || !(ie.heldBack || ie.requeue)
+				end.heldBack = ie.heldBack && !realRetry
+			}
+			if st.OnError != playbook.OnErrorContinue || ie.heldBack || ie.requeue || ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	so.Output = outputs
+	switch {
+	case len(errs) > 0:
+		so.Status, so.Error = StatusFailed, strings.Join(errs, "; ")
+	case ran == 0:
+		so.Status = StatusSkipped
+	default:
+		so.Status = StatusSucceeded
+		so.Replayed = replayed
+	}
+	return so, end
+}
+
+// item runs a step once (for one item of a foreach, or the step itself when item is nil): its
+// `if`, its claim, then its vendor call or its journaled result.
+func (e *Engine) item(ctx context.Context, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
+	run, err := st.ShouldRunItem(env, item)
+	if err != nil {
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{}
+	}
+	if !run {
+		so.Status = StatusSkipped
+		return so, stepEnd{}
+	}
+	if pb.Shadow {
+		// What the step would send, and no more: no claim, no journal, no vendor.
+		in, err := st.RenderItem(env, item)
+		if err != nil {
+			so.Status, so.Error = StatusFailed, err.Error()
+			return so, stepEnd{}
+		}
+		so.Status, so.Output = StatusShadowed, map[string]any(in)
+		return so, stepEnd{}
+	}
 	if e.opts.Locker != nil {
 		// The claim comes first and the journal is read under it: a delivery that held the
 		// claim before us has recorded its result by the time it let go.
@@ -382,7 +464,7 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 			return so, stepEnd{retry: true, heldBack: true, retryAfter: min(wait, maxLockWait)}
 		}
 		defer release()
-		so, end := e.claimedStep(held, a, pb, st, env, key, log)
+		so, end := e.claimedStep(held, st, env, item, key, log)
 		if held.Err() != nil && ctx.Err() == nil && so.Status == StatusFailed {
 			// The claim lapsed under us (cut off from NATS): another replica may have the step
 			// now; leave it to whoever holds it.
@@ -391,11 +473,11 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 		}
 		return so, end
 	}
-	return e.claimedStep(ctx, a, pb, st, env, key, log)
+	return e.claimedStep(ctx, st, env, item, key, log)
 }
 
-// claimedStep runs a step this delivery alone may run now.
-func (e *Engine) claimedStep(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+// claimedStep runs a step (or one item of it) this delivery alone may run now.
+func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
 	so := StepOutcome{ID: st.ID, Action: st.Action}
 	fail := func(err error) (StepOutcome, stepEnd) {
 		so.Status, so.Error = StatusFailed, err.Error()
@@ -415,7 +497,7 @@ func (e *Engine) claimedStep(ctx context.Context, a Alert, pb *playbook.Playbook
 		return so, stepEnd{reused: true}
 	}
 
-	in, err := st.Render(env)
+	in, err := st.RenderItem(env, item)
 	if err != nil {
 		return fail(err)
 	}

@@ -232,7 +232,7 @@ func (m *Metrics) Known(playbooks map[string][]Step) {
 			m.outcomes.WithLabelValues(pb, st)
 		}
 		for _, s := range steps {
-			for _, st := range []string{"succeeded", "failed", "skipped", "reused"} {
+			for _, st := range []string{"succeeded", "failed", "skipped", "reused", "shadowed"} {
 				m.stepRuns.WithLabelValues(pb, s.Action, st)
 			}
 			m.actionAttempts.WithLabelValues(s.Action, actions.AttemptOK, "")

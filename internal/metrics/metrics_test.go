@@ -185,8 +185,8 @@ riposte_outcomes_total{playbook="gz-isolate",status="succeeded"} 0
 		"riposte_build_info", "riposte_consumer_alerts", "riposte_nats_connected", "riposte_outcomes_total"); err != nil {
 		t.Error(err)
 	}
-	if n := testutil.CollectAndCount(reg, "riposte_step_runs_total"); n != 4 {
-		t.Errorf("%d step series, want 4 (each status of the one step)", n)
+	if n := testutil.CollectAndCount(reg, "riposte_step_runs_total"); n != 5 {
+		t.Errorf("%d step series, want 5 (each status of the one step)", n)
 	}
 	if n := testutil.CollectAndCount(reg, "riposte_vendor_request_duration_seconds"); n != 1 {
 		t.Errorf("%d vendor request series, want 1", n)
