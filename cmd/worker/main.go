@@ -26,6 +26,8 @@ commands:
   plan       show what the playbooks would do with an alert, calling no vendor
   publish    publish an alert (a file, or - for stdin) to a subject
   watch      print outcomes and dead letters as they arrive
+  outcomes   search the stored outcomes (by alert id, playbook, status, time), or follow them
+  dlq        list, show, replay or delete dead letters
   actions    print the action catalogue (Markdown)
   version    print the version, commit and Go version
   healthcheck  exit 0 when the worker on this host answers ready (for container health checks)
@@ -52,6 +54,8 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		"validate":    cmdValidate,
 		"publish":     cmdPublish,
 		"watch":       cmdWatch,
+		"outcomes":    cmdOutcomes,
+		"dlq":         cmdDLQ,
 		"actions":     cmdActions,
 		"plan":        cmdPlan,
 		"version":     cmdVersion,

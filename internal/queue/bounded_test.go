@@ -319,3 +319,17 @@ func TestReplayedAlertsOutcomeIsNotADuplicate(t *testing.T) {
 		t.Errorf("the replay was handled as %+v", calls[len(calls)-1])
 	}
 }
+
+// A producer's expectations for the alerts stream do not travel into the dead letter, where the
+// dead-letter stream would refuse them.
+func TestDeadLetterDropsPublishExpectations(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.publish("soar.alerts.x.y", []byte(`not json`), hdr("Nats-Expected-Stream", "SOAR_ALERTS", "X-Producer", "siem"))
+	h.run(h.q, newRecorder(nil).handle)
+	dead := h.waitMessages("SOAR_DLQ", "soar.dlq.invalid", 1)[0]
+	if dead.Header.Get("Nats-Expected-Stream") != "" || dead.Header.Get("X-Producer") != "siem" {
+		t.Errorf("dead letter headers %v", dead.Header)
+	}
+	h.waitSettled()
+}

@@ -613,6 +613,11 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	// The id comes first, so that even a dead letter can be traced back to its producer.
 	a.ID = a.Headers[nats.MsgIdHdr]
 	a.ReplayOf = a.Headers[HeaderReplayOf]
+	if a.ID == "" && a.ReplayOf != "" {
+		// A replay the alerts stream would have dropped as a duplicate of its first publish
+		// comes without its Nats-Msg-Id: it carries its id here instead.
+		a.ID = a.Headers[HeaderAlertID]
+	}
 	data := msg.Data()
 	if len(data) > q.cfg.MaxAlertBytes {
 		if a.ID == "" {
@@ -781,6 +786,14 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		m.Header.Del(nats.MsgIdHdr)
 		m.Header.Set(HeaderOriginalMsgID, clip(orig, MaxAlertIDBytes))
 	}
+	for k := range m.Header {
+		// A publisher's expectations (Nats-Expected-Stream, -Last-Sequence…) and directives
+		// (Nats-Rollup, Nats-TTL) were for the alerts stream: copied, they would make the
+		// dead-letter stream refuse the dead letter.
+		if strings.HasPrefix(k, "Nats-Expected-") || k == "Nats-Rollup" || k == "Nats-TTL" {
+			m.Header.Del(k)
+		}
+	}
 	m.Header.Set(HeaderDLQReason, reason)
 	m.Header.Set(HeaderDLQDetail, headerSafe(detail))
 	m.Header.Set(HeaderAlertID, headerSafe(a.ID))
@@ -801,7 +814,12 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 		}
 	}
 	q.fit(m)
-	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(a.scopedID()+":dlq:"+reason))
+	id := a.scopedID()
+	if a.ReplayOf != "" {
+		// A replay dead-lettered again is a new dead letter, not a duplicate of the first.
+		id += ":replay-" + a.ReplayOf
+	}
+	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(id+":dlq:"+reason))
 	if err == nil {
 		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, log)
 	}
