@@ -981,7 +981,6 @@ func (r *replayer) original(ctx context.Context, d *deadLetter) (*jetstream.RawS
 	return m, nil
 }
 
-
 // dupUntil is ", until <time>": when the stored message at seq leaves the duplicate window.
 func (r *replayer) dupUntil(ctx context.Context, seq uint64, window time.Duration) string {
 	octx, cancel := context.WithTimeout(ctx, opTimeout)
@@ -992,7 +991,6 @@ func (r *replayer) dupUntil(ctx context.Context, seq uint64, window time.Duratio
 	}
 	return ", until " + m.Time.Add(window+dupMargin).UTC().Format(time.RFC3339)
 }
-
 
 // preview is what a dry run says of a dead letter: whether it would be replayed, and whether
 // the duplicate windows, as they stand at the server's time now, would change how.

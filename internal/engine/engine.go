@@ -59,11 +59,11 @@ type Outcome struct {
 
 // StepOutcome is one step's part of an outcome.
 type StepOutcome struct {
-	ID         string         `json:"id"`
-	Action     string         `json:"action"`
-	Status     string         `json:"status"`
-	Attempts   int            `json:"attempts"`
-	DurationMS int64          `json:"duration_ms"`
+	ID         string `json:"id"`
+	Action     string `json:"action"`
+	Status     string `json:"status"`
+	Attempts   int    `json:"attempts"`
+	DurationMS int64  `json:"duration_ms"`
 	// Output is what steps.<id>.output reads: the vendor's answer (an object), the list of a
 	// foreach step's item outputs, or a shadow step's inputs.
 	Output any    `json:"output"`
