@@ -181,9 +181,10 @@ loop:
 	hec.ClearFailures()
 	t.Logf("during the hang: %d HEC and %d GravityZone alerts; GravityZone latency before it %v", len(hecIDs), len(gzIDs), normal)
 
-	// Every GravityZone alert finished during the hang, as fast as before it (with room for a
-	// shared 2-core machine).
-	limit := normal + 2*time.Second
+	// Every GravityZone alert finished during the hang, as fast as before it: with room for a
+	// 2-core machine that runs the rest of the suite meanwhile, but far below what waiting
+	// behind the hanging vendor costs (the 1 s attempts, retried, and the breaker's 5 s).
+	limit := normal + 5*time.Second
 	var worst time.Duration
 	for _, id := range gzIDs[:len(gzIDs)-2] {
 		d, ok := latency(id)

@@ -2,6 +2,9 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +171,40 @@ func TestJournalTTLForAReSentAlertID(t *testing.T) {
 	s.eventually("the step run again after the TTL", func() bool { return s.hec.Effects("quarantine", "ent-resent") == 2 })
 	if n := s.count("SOAR_OUTCOMES", "soar.outcomes.fast-quarantine"); n != 1 {
 		t.Errorf("%d outcomes for one alert id inside the duplicate window, want 1", n)
+	}
+}
+
+// A new version of a playbook in shadow beside the live one, on the same alert: one vendor
+// call, two outcomes, the shadow one saying what it would have sent.
+func TestShadowPlaybookBesideTheLiveOne(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	live, err := os.ReadFile(filepath.Join(shippedPlaybooks, "phishing-quarantine.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shadow := strings.Replace(string(live), "name: phishing-quarantine", "name: phishing-quarantine-v2\nmode: shadow", 1)
+	shadow = strings.Replace(shadow, `"riposte: malicious phishing`, `"riposte v2: malicious phishing`, 1)
+	for name, body := range map[string]string{"live.yaml": string(live), "v2.yaml": shadow} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := startStack(t, dir, nil)
+	s.publish("soar.alerts.checkpoint.phishing", "shadow-1", phishing("shadow-1", "ev-1", "ent-shadow"), nil)
+	liveOut := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"))
+	shadowOut := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine-v2"))
+	s.settled()
+	if liveOut["status"] != "succeeded" || shadowOut["status"] != "shadowed" {
+		t.Fatalf("live %v, shadow %v", liveOut["status"], shadowOut["status"])
+	}
+	if n := s.hec.Effects("quarantine", "ent-shadow"); n != 1 {
+		t.Errorf("quarantined %d times, want once: by the live playbook only", n)
+	}
+	steps := shadowOut["steps"].([]any)
+	q := steps[1].(map[string]any)
+	in, _ := q["output"].(map[string]any)
+	if q["status"] != "shadowed" || !strings.Contains(fmt.Sprint(in["entityActionParam"]), "riposte v2") || fmt.Sprint(in["entityIds"]) != "[ent-shadow]" {
+		t.Errorf("shadow quarantine step = %v", q)
 	}
 }

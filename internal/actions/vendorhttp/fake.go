@@ -181,8 +181,8 @@ func (e *EffectCounter) EffectTotal(effect string) int {
 // second (a sliding window). It remembers the busiest second it saw.
 //
 // The window is a little shorter than a second (rateSlack): requests a client sent evenly
-// spaced can arrive bunched by a few milliseconds of network and scheduling jitter, and a
-// vendor's limiter tolerates that too.
+// spaced can arrive bunched by network and scheduling jitter (a busy machine holds one back for
+// tens of milliseconds), and a vendor's limiter tolerates that too.
 type RateGate struct {
 	mu       sync.Mutex
 	limit    int // 0: no limit
@@ -191,7 +191,7 @@ type RateGate struct {
 	refused  int
 }
 
-const rateSlack = 25 * time.Millisecond
+const rateSlack = 100 * time.Millisecond
 
 // SetRateLimit sets the requests allowed in any one second; 0 lifts the limit.
 func (g *RateGate) SetRateLimit(perSecond int) {
