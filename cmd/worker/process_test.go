@@ -469,8 +469,11 @@ func TestProcessCrashMidAlertLosesNothing(t *testing.T) {
 	b := startProcess(t, env, "run")
 	o := outcomeOf(t, s.await("SOAR_OUTCOMES", "soar.outcomes.phishing-quarantine"))
 	s.settled()
-	if o["status"] != "succeeded" || o["deliveries"] != json.Number("2") {
-		t.Errorf("outcome = %v, want succeeded on the second delivery", o)
+	// The second delivery may find the dead worker's claim on the quarantine still live (it
+	// lapses after the ack wait) and wait for it: a third then runs it. Neither is a vendor
+	// failure.
+	if d, _ := o["deliveries"].(json.Number).Int64(); o["status"] != "succeeded" || d < 2 || d > 3 || o["failed_deliveries"] != nil {
+		t.Errorf("outcome = %v, want succeeded on the second or third delivery, no vendor failure counted", o)
 	}
 	gets := 0
 	for _, r := range hec.Requests() {
