@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/riposte-soar/riposte/internal/engine"
+)
+
+// Where an alert's time goes inside riposte, from the seams the engine already has (its Journal
+// and Locker interfaces, the handler, the vendor's HTTP transport, the queue's observer): the
+// wall time of each stage, summed over a case's alerts. Waiting is invisible to a CPU profile;
+// this shows it.
+
+type stage int
+
+const (
+	stageSlot    stage = iota // queue: delivery received → acked (decode, handler, outcome PubAck, DoubleAck)
+	stageHandler              // the handler: engine.Process and encoding the outcomes
+	stageClaim                // Locker.Lock: the step's claim (a key-value create)
+	stageRead                 // Journal.Get: has the step already succeeded?
+	stageVendor               // the HEC request, as the client saw it
+	stageWrite                // Journal.Put: the step's result
+	stageRelease              // the claim's release (stops its renewal, a revision-checked delete)
+	stageCount
+)
+
+type stageTimes struct {
+	sum [stageCount]atomic.Int64
+	n   [stageCount]atomic.Int64
+}
+
+func (s *stageTimes) add(st stage, d time.Duration) {
+	if s == nil {
+		return
+	}
+	s.sum[st].Add(int64(d))
+	s.n[st].Add(1)
+}
+
+// mean is the average wall time of one occurrence of the stage.
+func (s *stageTimes) mean(st stage) time.Duration {
+	n := s.n[st].Load()
+	if n == 0 {
+		return 0
+	}
+	return time.Duration(s.sum[st].Load() / n)
+}
+
+// perAlert is the stage's total time divided by the alerts: what one alert spends in it.
+func (s *stageTimes) perAlert(st stage, alerts int) time.Duration {
+	return time.Duration(s.sum[st].Load() / int64(alerts))
+}
+
+// summary says, in milliseconds per alert, where a slot's time went. cycle is how long a slot
+// took per alert in all (slots × wall ÷ alerts): what is not in the delivery is the wait for the
+// next fetch to bring an alert.
+// A cycle of 0 leaves the cycle out (a case not bound by its slots).
+func (s *stageTimes) summary(alerts int, cycle time.Duration) string {
+	p := func(st stage) float64 { return ms(s.perAlert(st, alerts)) }
+	slot, handler := p(stageSlot), p(stageHandler)
+	out := "per alert, ms: "
+	if cycle > 0 {
+		out += fmt.Sprintf("slot cycle %.2f = delivery %.2f + waiting for a fetch %.2f; ", ms(cycle), slot, ms(cycle)-slot)
+	}
+	return out + fmt.Sprintf("delivery %.2f = handler %.2f (claim %.2f, journal read %.2f, HEC %.2f, journal write %.2f, release %.2f, engine %.2f) + decode, outcome PubAck and DoubleAck %.2f",
+		slot, handler, p(stageClaim), p(stageRead), p(stageVendor), p(stageWrite), p(stageRelease),
+		handler-p(stageClaim)-p(stageRead)-p(stageVendor)-p(stageWrite)-p(stageRelease), slot-handler)
+}
+
+// reset forgets what was timed so far (the latency case's warm-up).
+func (s *stageTimes) reset() {
+	for i := range stageCount {
+		s.sum[i].Store(0)
+		s.n[i].Store(0)
+	}
+}
+
+type timedJournal struct {
+	j engine.Journal
+	s *stageTimes
+}
+
+func (t timedJournal) Get(ctx context.Context, key string) ([]byte, bool, error) {
+	began := time.Now()
+	v, ok, err := t.j.Get(ctx, key)
+	t.s.add(stageRead, time.Since(began))
+	return v, ok, err
+}
+
+func (t timedJournal) Put(ctx context.Context, key string, value []byte) error {
+	began := time.Now()
+	err := t.j.Put(ctx, key, value)
+	t.s.add(stageWrite, time.Since(began))
+	return err
+}
+
+type timedLocker struct {
+	l engine.Locker
+	s *stageTimes
+}
+
+func (t timedLocker) Lock(ctx context.Context, name string) (context.Context, func(), time.Duration, error) {
+	began := time.Now()
+	held, release, wait, err := t.l.Lock(ctx, name)
+	t.s.add(stageClaim, time.Since(began))
+	if release != nil {
+		inner := release
+		release = func() {
+			began := time.Now()
+			inner()
+			t.s.add(stageRelease, time.Since(began))
+		}
+	}
+	return held, release, wait, err
+}
+
+// timedVendor times every vendor request into the stages.
+type timedVendor struct {
+	next http.RoundTripper
+	s    *stageTimes
+}
+
+func (t timedVendor) RoundTrip(r *http.Request) (*http.Response, error) {
+	began := time.Now()
+	resp, err := t.next.RoundTrip(r)
+	t.s.add(stageVendor, time.Since(began))
+	return resp, err
+}
