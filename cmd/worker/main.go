@@ -28,6 +28,9 @@ commands:
   watch      print outcomes and dead letters as they arrive
   outcomes   search the stored outcomes (by alert id, playbook, status, time), or follow them
   dlq        list, show, replay or delete dead letters
+  approvals  list the approval gates waiting for a decision
+  approve    approve a waiting gate (ID --by NAME [--reason TEXT])
+  deny       deny a waiting gate (ID --by NAME --reason TEXT)
   actions    print the action catalogue (Markdown)
   version    print the version, commit and Go version
   healthcheck  exit 0 when the worker on this host answers ready (for container health checks)
@@ -56,6 +59,9 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		"watch":       cmdWatch,
 		"outcomes":    cmdOutcomes,
 		"dlq":         cmdDLQ,
+		"approvals":   cmdApprovals,
+		"approve":     cmdApprove,
+		"deny":        cmdDeny,
 		"actions":     cmdActions,
 		"plan":        cmdPlan,
 		"version":     cmdVersion,

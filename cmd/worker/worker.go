@@ -119,7 +119,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		known := map[string][]metrics.Step{}
 		for _, pb := range w.pbs {
 			for _, st := range pb.Steps {
-				known[pb.Name] = append(known[pb.Name], metrics.Step{Action: st.Action})
+				known[pb.Name] = append(known[pb.Name], metrics.Step{Action: st.Action, Gated: st.Approval != nil})
 			}
 		}
 		w.metrics.Known(known)
@@ -132,8 +132,16 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	// A claim lasts as long as a delivery's ack wait: a replica cut off longer than that has
 	// lost the alert to another, and must have stopped calling vendors for it too.
 	leases := journal.Leases(name+"-"+strconv.FormatInt(time.Now().UnixNano(), 36), q.Config().AckWait, w.log)
+	approvals, err := q.Approvals(ctx, w.metrics)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: name, Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics, Locker: leases,
+		Approvals: gates{ap: approvals, now: time.Now},
 	})
 	rl := &reloader{w: w, eng: eng}
 	w.state.Store(&runState{nc: nc, q: q, reloader: rl})
@@ -147,7 +155,16 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	}
 	w.log.Info("worker ready", zap.Strings("playbooks", names), zap.Bool("simulate", w.settings.simulate),
 		zap.String("stream", q.Config().AlertsStream), zap.String("consumer", q.Config().Consumer))
-	return q.Run(ctx, handler(eng, int(nc.MaxPayload())-8*1024, w.log))
+	// Decisions and timeouts are carried out for as long as alerts are taken.
+	decisions := make(chan error, 1)
+	actx, stopApprovals := context.WithCancel(ctx)
+	go func() { decisions <- approvals.Run(actx) }()
+	err = q.Run(ctx, handler(eng, int(nc.MaxPayload())-8*1024, w.log))
+	stopApprovals()
+	if aerr := <-decisions; aerr != nil && err == nil && ctx.Err() == nil {
+		err = aerr
+	}
+	return err
 }
 
 // handler adapts the engine to the queue: the queue knows deliveries, the engine knows
@@ -157,6 +174,7 @@ func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
 	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
 		res := e.Process(ctx, engine.Alert{
 			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID, ReplayOf: a.ReplayOf,
+			ResumePlaybook: a.ResumePlaybook,
 		})
 		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
 		// without using up the alert's budget of vendor failures.

@@ -30,6 +30,8 @@ const (
 	// StatusShadowed is a run, or a step of it, of a playbook in mode: shadow: no vendor was
 	// called; each step's output holds the inputs it would have sent.
 	StatusShadowed = "shadowed"
+	// StatusDenied is a step whose approval gate was denied, by people or by its timeout.
+	StatusDenied = "denied"
 	// StatusReused is never published (the step's outcome says succeeded); Observer hears it
 	// for a step whose result came from the journal, so no vendor was called.
 	StatusReused = "reused"
@@ -71,6 +73,34 @@ type StepOutcome struct {
 	// Replayed marks a step whose result came from the journal of an earlier delivery: no
 	// vendor was called this time.
 	Replayed bool `json:"replayed,omitempty"`
+	// Approval is the decision on the step's approval gate, when it has one.
+	Approval *ApprovalInfo `json:"approval,omitempty"`
+}
+
+// ApprovalInfo is who decided a gate, when, how and why.
+type ApprovalInfo struct {
+	Decision  string    `json:"decision"` // approve or deny
+	By        []string  `json:"by"`       // the approvers, or ["timeout"]
+	DecidedAt time.Time `json:"decided_at"`
+	Reason    string    `json:"reason"`
+}
+
+// Gate is a step's approval request, with what resuming its alert needs.
+type Gate struct {
+	ID, AlertID, JournalID, Subject string
+	Headers                         map[string]string
+	Body                            map[string]any
+	Playbook, Step, Prompt          string
+	Inputs                          map[string]any
+	Approvers                       int
+	Timeout                         time.Duration
+	OnTimeout                       string
+}
+
+// Approvals keeps approval gates; the queue implements it. Gate returns the decision on g,
+// nil while it waits; the first call records g and asks people.
+type Approvals interface {
+	Gate(ctx context.Context, g Gate) (*ApprovalInfo, error)
 }
 
 // Alert is what the engine needs to know of one delivery.
@@ -84,6 +114,9 @@ type Alert struct {
 	Failures int
 	// ReplayOf is the dead-letter sequence the alert was replayed from; "" for a first run.
 	ReplayOf string
+	// ResumePlaybook, set when the alert resumes after an approval decision, is the one
+	// playbook that runs.
+	ResumePlaybook string
 	// JournalID, when set, names the alert in the step journal instead of ID (see queue.Alert).
 	JournalID string
 }
@@ -104,6 +137,9 @@ type Result struct {
 	// Requeue is set when the run could not go on for a reason of the worker's own (the journal
 	// could not be read or a claim taken): the alert comes back later, no vendor failure counted.
 	Requeue bool
+	// Parked counts the runs waiting at an approval gate: they have no outcome yet; the
+	// decision resumes them.
+	Parked int
 }
 
 // Locker hands out leases shared by every replica; the queue implements it on the journal
@@ -150,6 +186,9 @@ type Options struct {
 	// of one alert never call a vendor for the same step at once, and serialises the runs of
 	// a playbook with a concurrency_key.
 	Locker Locker
+	// Approvals, when set, keeps the approval gates of steps that have one; without it such a
+	// step fails.
+	Approvals Approvals
 }
 
 // Engine runs alerts against a fixed set of playbooks.
@@ -198,7 +237,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			res.Retry = true
 			break
 		}
-		if !pb.MatchesSubject(a.Subject) {
+		if !pb.MatchesSubject(a.Subject) || (a.ResumePlaybook != "" && pb.Name != a.ResumePlaybook) {
 			continue
 		}
 		env := e.env(a, pb)
@@ -221,6 +260,10 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			continue
 		}
 		out, end := e.runLocked(ctx, a, pb, env)
+		if end.park {
+			res.Parked++
+			continue
+		}
 		res.Outcomes = append(res.Outcomes, out)
 		res.Requeue = res.Requeue || end.requeue
 		res.Retry = res.Retry || end.retry
@@ -230,7 +273,12 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	}
 	res.Requeue = res.Requeue && !realRetry && ctx.Err() == nil
 	res.HeldBack = res.HeldBack && !realRetry && !res.Requeue && ctx.Err() == nil
-	if len(res.Outcomes) == 0 {
+	if len(res.Outcomes) == 0 && res.Parked == 0 && a.ResumePlaybook != "" && !res.Retry && !res.Requeue {
+		// Decided after its playbook was removed or renamed by a reload: nothing runs it on.
+		e.opts.Log.Warn("approved alert's playbook is no longer loaded; the run ends here", zap.String("alert_id", a.ID),
+			zap.String("playbook", a.ResumePlaybook))
+	}
+	if len(res.Outcomes) == 0 && res.Parked == 0 && a.ResumePlaybook == "" {
 		e.opts.Log.Debug("no playbook matches the alert", zap.String("alert_id", a.ID), zap.String("subject", a.Subject))
 		now := e.now()
 		out := e.outcome(a, "", now)
@@ -311,13 +359,20 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 			if se.reused {
 				observed = StatusReused
 			}
-			if so.Status == StatusFailed {
+			if se.park {
+				// Waiting for people: the run resumes from here when they decide.
+				log.Info("run waits at an approval gate", zap.String("step", st.ID))
+				return out, stepEnd{park: true}
+			}
+			if so.Status == StatusFailed || so.Status == StatusDenied {
 				out.Status = StatusFailed
 				switch {
 				case se.retry && ctx.Err() != nil:
 					// Shutdown, not the vendor, cut the step short: whatever on_error says,
 					// this run is not finished and its outcome must not be published.
 					stopped, end.retry = true, true
+				case se.denied:
+					stopped = true
 				case se.retry && (se.heldBack || se.requeue):
 					// The vendor is being left alone, or another delivery has the step: whatever
 					// on_error says, the step has not had its chance yet; the run waits.
@@ -357,6 +412,8 @@ type stepEnd struct {
 	reused     bool          // the journal supplied the result
 	heldBack   bool          // no request reached the vendor: its breaker or bulkhead held it back
 	requeue    bool          // the worker could not tell what to do (journal unreadable): try later
+	park       bool          // the step waits at its approval gate
+	denied     bool          // its approval gate was denied
 }
 
 func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
@@ -367,15 +424,15 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	}
 	key := journalKey(jid, pb.Name, st.ID)
 	if st.HasForEach() {
-		return e.steps(ctx, pb, st, env, key, log)
+		return e.steps(ctx, a, pb, st, env, key, log)
 	}
-	return e.item(ctx, pb, st, env, nil, key, log)
+	return e.item(ctx, a, pb, st, env, nil, key, log)
 }
 
 // steps runs a foreach step: each item on its own, journaled under its own key, a failed item
 // reported with its index; on_error says whether the others run. The output is the list of
 // the items' outputs, nil for those skipped or failed.
-func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+func (e *Engine) steps(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, key string, log *zap.Logger) (StepOutcome, stepEnd) {
 	so := StepOutcome{ID: st.ID, Action: st.Action}
 	items, err := st.Items(env)
 	if err != nil {
@@ -387,9 +444,14 @@ func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.
 	var end stepEnd
 	realRetry := false // an item failed at its vendor, not only held back
 	ran, replayed := 0, len(items) > 0
+	var denied []string // items whose approval was denied
 	for i, item := range items {
 		ilog := log.With(zap.Int("item", i))
-		io, ie := e.item(ctx, pb, st, env, item, fmt.Sprintf("%s#%d", key, i), ilog)
+		io, ie := e.item(ctx, a, pb, st, env, item, fmt.Sprintf("%s#%d", key, i), ilog)
+		if ie.park {
+			// This item waits for people; the items after it wait with it.
+			return io, ie
+		}
 		so.Attempts += io.Attempts
 		so.DurationMS += io.DurationMS
 		outputs[i] = io.Output
@@ -398,6 +460,13 @@ func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.
 		}
 		ran++
 		replayed = replayed && io.Replayed
+		if io.Status == StatusDenied {
+			denied = append(denied, fmt.Sprintf("item %d: %s", i, io.Error))
+			if st.OnError != playbook.OnErrorContinue {
+				break
+			}
+			continue
+		}
 		if io.Status == StatusFailed {
 			errs = append(errs, fmt.Sprintf("item %d: %s", i, io.Error))
 			outputs[i] = nil
@@ -415,7 +484,11 @@ func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.
 	}
 	so.Output = outputs
 	switch {
+	case len(denied) > 0 && len(errs) == 0:
+		so.Status, so.Error = StatusDenied, strings.Join(denied, "; ")
+		end.denied = true
 	case len(errs) > 0:
+		errs = append(errs, denied...)
 		so.Status, so.Error = StatusFailed, strings.Join(errs, "; ")
 	case ran == 0:
 		so.Status = StatusSkipped
@@ -428,7 +501,7 @@ func (e *Engine) steps(ctx context.Context, pb *playbook.Playbook, st *playbook.
 
 // item runs a step once (for one item of a foreach, or the step itself when item is nil): its
 // `if`, its claim, then its vendor call or its journaled result.
-func (e *Engine) item(ctx context.Context, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+func (e *Engine) item(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
 	so := StepOutcome{ID: st.ID, Action: st.Action}
 	run, err := st.ShouldRunItem(env, item)
 	if err != nil {
@@ -439,6 +512,68 @@ func (e *Engine) item(ctx context.Context, pb *playbook.Playbook, st *playbook.S
 		so.Status = StatusSkipped
 		return so, stepEnd{}
 	}
+	if st.Approval == nil || pb.Shadow {
+		return e.itemRun(ctx, pb, st, env, item, key, log)
+	}
+	info, end, err := e.gate(ctx, a, pb, st, env, item, key, log)
+	so.Approval = info
+	switch {
+	case err != nil:
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, end
+	case end.park:
+		return so, end
+	case info.Decision != playbook.Approve:
+		so.Status, so.Error = StatusDenied, fmt.Sprintf("denied by %s: %s", strings.Join(info.By, ", "), info.Reason)
+		return so, stepEnd{denied: true}
+	}
+	so, end = e.itemRun(ctx, pb, st, env, item, key, log)
+	so.Approval = info
+	return so, end
+}
+
+// gate asks for the decision on a step's approval gate, or reads it: nil info with end.park
+// while people have not decided; an error when the gate cannot be asked (end says whether a
+// later delivery may do better).
+func (e *Engine) gate(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (*ApprovalInfo, stepEnd, error) {
+	if e.opts.Approvals == nil {
+		return nil, stepEnd{}, fmt.Errorf("step %q needs an approval, and this worker keeps no approvals", st.ID)
+	}
+	prompt, err := st.RenderPrompt(env, item)
+	if err != nil {
+		return nil, stepEnd{}, err
+	}
+	in, err := st.RenderItem(env, item)
+	if err != nil {
+		return nil, stepEnd{}, err
+	}
+	// The gate's id follows from the step's journal key, so every delivery of the alert, and
+	// the resumed run, finds the same gate.
+	sum := sha256.Sum256([]byte(key))
+	g := Gate{
+		ID: hex.EncodeToString(sum[:12]), AlertID: a.ID, JournalID: a.JournalID, Subject: a.Subject,
+		Headers: a.Headers, Body: a.Body, Playbook: pb.Name, Step: st.ID, Prompt: prompt, Inputs: in,
+		Approvers: st.Approval.Approvers, Timeout: st.Approval.Timeout, OnTimeout: st.Approval.OnTimeout,
+	}
+	if g.JournalID == "" {
+		g.JournalID = a.ID
+	}
+	info, err := e.opts.Approvals.Gate(ctx, g)
+	if err != nil {
+		log.Warn("reach the step's approval gate; the alert will come back", zap.Error(err))
+		return nil, stepEnd{retry: true, requeue: true}, fmt.Errorf("step %q approval: %w", st.ID, err)
+	}
+	if info == nil {
+		log.Info("step waits for approval", zap.String("approval_id", g.ID))
+		return nil, stepEnd{park: true}, nil
+	}
+	log.Info("step's approval decided", zap.String("approval_id", g.ID), zap.String("decision", info.Decision), zap.Strings("by", info.By))
+	return info, stepEnd{}, nil
+}
+
+// itemRun runs a step, or one item of it, that is not waiting for anyone.
+func (e *Engine) itemRun(ctx context.Context, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
 	if pb.Shadow {
 		// What the step would send, and no more: no claim, no journal, no vendor.
 		in, err := st.RenderItem(env, item)

@@ -37,12 +37,16 @@ type Metrics struct {
 	reloadOK       prometheus.Gauge
 	reloadAt       prometheus.Gauge
 	reloads        *prometheus.CounterVec
+	approvalsWait  prometheus.Gauge
+	approvalsDone  *prometheus.CounterVec
+	approvalTime   prometheus.Histogram
 }
 
 var (
-	_ queue.Observer   = (*Metrics)(nil)
-	_ engine.Observer  = (*Metrics)(nil)
-	_ actions.Observer = (*Metrics)(nil)
+	_ queue.Observer         = (*Metrics)(nil)
+	_ engine.Observer        = (*Metrics)(nil)
+	_ actions.Observer       = (*Metrics)(nil)
+	_ queue.ApprovalObserver = (*Metrics)(nil)
 )
 
 // durationBuckets span a vendor call answered at once to a step that retried for minutes
@@ -71,7 +75,7 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"playbook", "status"}),
 		stepRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "step_runs_total",
-			Help: "Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, or reused from the step journal.",
+			Help: "Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, denied (at its approval gate), shadowed, or reused from the step journal.",
 		}, []string{"playbook", "action", "status"}),
 		vendorRequests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "vendor_request_duration_seconds",
@@ -128,6 +132,19 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from receiving an alert delivery to its ack, nak or term.",
 			Buckets: durationBuckets,
 		}),
+		approvalsWait: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "approvals_waiting",
+			Help: "Approval gates waiting for a decision (every replica reports the same count; read every 5 s).",
+		}),
+		approvalsDone: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "approval_decisions_total",
+			Help: "Approval gates decided by this replica, by result: approve, deny, timeout_approve or timeout_deny.",
+		}, []string{"result"}),
+		approvalTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "approval_decision_seconds",
+			Help:    "Time from an approval request to its decision (timeouts included).",
+			Buckets: []float64{10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400},
+		}),
 	}
 	// Known results start at zero, so rate() and alerts on them work before the first event.
 	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
@@ -136,12 +153,16 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{"invalid", "too_large", "exhausted", "unpublishable"} {
 		m.deadLetters.WithLabelValues(r)
 	}
+	for _, r := range []string{"approve", "deny", "timeout_approve", "timeout_deny"} {
+		m.approvalsDone.WithLabelValues(r)
+	}
 	for _, st := range []string{"pending", "ack_pending"} {
 		m.consumerState.WithLabelValues(st)
 	}
 	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
 		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges,
-		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState, m.reloadOK, m.reloadAt, m.reloads)
+		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState, m.reloadOK, m.reloadAt, m.reloads,
+		m.approvalsWait, m.approvalsDone, m.approvalTime)
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reloadOK.Set(1)
@@ -235,14 +256,21 @@ func (m *Metrics) Known(playbooks map[string][]Step) {
 			for _, st := range []string{"succeeded", "failed", "skipped", "reused", "shadowed"} {
 				m.stepRuns.WithLabelValues(pb, s.Action, st)
 			}
+			if s.Gated {
+				m.stepRuns.WithLabelValues(pb, s.Action, engine.StatusDenied)
+			}
 			m.actionAttempts.WithLabelValues(s.Action, actions.AttemptOK, "")
 			m.actionDuration.WithLabelValues(s.Action)
 		}
 	}
 }
 
-// Step is what Known needs of a playbook step.
-type Step struct{ Action string }
+// Step is what Known needs of a playbook step: its action, and whether it has an approval gate
+// (so it can be denied).
+type Step struct {
+	Action string
+	Gated  bool
+}
 
 // VendorRequest records one vendor HTTP request.
 func (m *Metrics) VendorRequest(vendor, code string, took time.Duration) {
@@ -262,6 +290,23 @@ func (m *Metrics) NATSConnected(up bool) {
 		v = 1
 	}
 	m.natsConnected.Set(v)
+}
+
+// ApprovalDecided implements queue.ApprovalObserver.
+func (m *Metrics) ApprovalDecided(result string, waited time.Duration) {
+	if m == nil {
+		return
+	}
+	m.approvalsDone.WithLabelValues(result).Inc()
+	m.approvalTime.Observe(waited.Seconds())
+}
+
+// ApprovalsWaiting implements queue.ApprovalObserver.
+func (m *Metrics) ApprovalsWaiting(n int) {
+	if m == nil {
+		return
+	}
+	m.approvalsWait.Set(float64(n))
 }
 
 // ConsumerAlerts records the shared consumer's pending and ack-pending counts.

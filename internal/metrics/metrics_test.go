@@ -49,7 +49,7 @@ riposte_dead_letters_total{reason="unpublishable"} 0
 # TYPE riposte_outcomes_total counter
 riposte_outcomes_total{playbook="",status="unmatched"} 1
 riposte_outcomes_total{playbook="phishing-quarantine",status="succeeded"} 1
-# HELP riposte_step_runs_total Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, or reused from the step journal.
+# HELP riposte_step_runs_total Playbook steps finished, by playbook, action and status: succeeded, failed, skipped, denied (at its approval gate), shadowed, or reused from the step journal.
 # TYPE riposte_step_runs_total counter
 riposte_step_runs_total{action="checkpoint.get_event",playbook="phishing-quarantine",status="reused"} 1
 riposte_step_runs_total{action="checkpoint.quarantine_entity",playbook="phishing-quarantine",status="succeeded"} 1

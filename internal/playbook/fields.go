@@ -72,7 +72,7 @@ var topFields = table[*Playbook]{
 	{key: "name", required: true,
 		doc: `unique across files; letters, digits, "-" and "_"; used in outcome subjects and metrics; "unmatched" is reserved`,
 		schema: func(*actions.Catalogue) obj {
-			return obj{"type": "string", "pattern": nameRE.String(), "not": obj{"const": reservedName}}
+			return obj{"type": "string", "pattern": nameRE.String(), "not": obj{"enum": []any{reservedName, decisionsName}}}
 		},
 		parse: func(p *parser, _ *Playbook, _, v *yaml.Node) { p.parseName(v) }},
 	{key: "description", doc: "free text",
@@ -155,6 +155,9 @@ var stepFields = table[*stepDraft]{
 				d.step.OnError = OnError(oe)
 			}
 		}},
+	{key: "approval", doc: "people must approve before the step's vendor is called: prompt, timeout, on_timeout, approvers",
+		schema: func(cat *actions.Catalogue) obj { return objectSchema(approvalFields, cat) },
+		parse:  (*parser).parseApproval},
 }
 
 // defaultFields are the keys of `defaults:`, parsed as a step's are into the step every step

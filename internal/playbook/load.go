@@ -119,6 +119,9 @@ var (
 // reservedName is the outcome subject token of alerts no playbook matched.
 const reservedName = "unmatched"
 
+// decisionsName is the approvals subject token decisions arrive on.
+const decisionsName = "decisions"
+
 // defaultItem is the name foreach binds its item to when the step has no `as`.
 const defaultItem = "item"
 
@@ -341,6 +344,8 @@ func (p *parser) parseName(v *yaml.Node) {
 		p.addf(v.Line, "name %q must match [A-Za-z0-9_-]+, as it becomes a subject token", name)
 	case name == reservedName:
 		p.addf(v.Line, "name %q is reserved for alerts that no playbook matches", name)
+	case name == decisionsName:
+		p.addf(v.Line, "name %q is reserved: approval decisions arrive on soar.approvals.%s", name, name)
 	default:
 		p.book.Name = name
 	}

@@ -208,6 +208,8 @@ type Step struct {
 	// As is the name each item of the step's `foreach:` is bound to in its `if` and `with`
 	// ("item" unless `as:` says); "" when the step has no foreach.
 	As string
+	// Approval, when set, gates the step on people's decision.
+	Approval *Approval
 
 	book       *Playbook
 	spec       actions.Spec

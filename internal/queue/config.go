@@ -45,6 +45,10 @@ type Config struct {
 	MaxAlertBytes   int           // larger alerts are dead-lettered as too_large
 	GracePeriod     time.Duration // how long shutdown waits for in-flight alerts
 
+	ApprovalsStream string // approval requests (<prefix>.<playbook>) and decisions (<prefix>.decisions)
+	ApprovalsPrefix string
+	ApprovalsBucket string // key-value bucket of approval gates
+
 	JournalBucket string        // key-value bucket of completed steps
 	JournalTTL    time.Duration // how long a completed step is remembered
 	// JournalMaxBytes bounds the bucket, so step outputs cannot fill the disk; when it is
@@ -80,6 +84,9 @@ func DefaultConfig() Config {
 		// 30 s termination grace and compose's stop_grace_period.
 		GracePeriod:     15 * time.Second,
 		JournalBucket:   "riposte_steps",
+		ApprovalsStream: "SOAR_APPROVALS",
+		ApprovalsPrefix: "soar.approvals",
+		ApprovalsBucket: "riposte_approvals",
 		JournalTTL:      7 * 24 * time.Hour,
 		JournalMaxBytes: 1 << 30,
 		Replicas:        1,
@@ -100,6 +107,9 @@ func (c Config) withDefaults() Config {
 	setString(&c.DLQPrefix, d.DLQPrefix)
 	setString(&c.Consumer, d.Consumer)
 	setString(&c.JournalBucket, d.JournalBucket)
+	setString(&c.ApprovalsStream, d.ApprovalsStream)
+	setString(&c.ApprovalsPrefix, d.ApprovalsPrefix)
+	setString(&c.ApprovalsBucket, d.ApprovalsBucket)
 	if len(c.AlertsSubjects) == 0 {
 		c.AlertsSubjects = d.AlertsSubjects
 	}

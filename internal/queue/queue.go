@@ -68,6 +68,9 @@ type Alert struct {
 	Parks int
 	// ReplayOf is the dead-letter sequence this alert was replayed from, "" for a first run.
 	ReplayOf string
+	// ResumePlaybook, for an alert republished after an approval decision, is the one
+	// playbook that runs on from its gate.
+	ResumePlaybook string
 }
 
 // Outcome is one finished playbook run, already encoded. Playbook "" is the unmatched outcome.
@@ -618,6 +621,12 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 		// comes without its Nats-Msg-Id: it carries its id here instead.
 		a.ID = a.Headers[HeaderAlertID]
 	}
+	resumedJournal := ""
+	if a.Headers[HeaderResume] != "" && a.Headers[HeaderAlertID] != "" {
+		// Resumed after an approval decision: the first run's id and journal.
+		a.ID, a.ResumePlaybook = a.Headers[HeaderAlertID], a.Headers[HeaderResumePlaybook]
+		resumedJournal = a.Headers[HeaderJournalID]
+	}
 	data := msg.Data()
 	if len(data) > q.cfg.MaxAlertBytes {
 		if a.ID == "" {
@@ -628,6 +637,9 @@ func (q *Queue) decode(msg jetstream.Msg, meta *jetstream.MsgMetadata) (a *Alert
 	body, err := jsonval.Decode(data)
 	obj, isObject := body.(map[string]any)
 	a.JournalID = a.ID
+	if resumedJournal != "" {
+		a.JournalID = resumedJournal
+	}
 	if a.ID == "" {
 		if id, ok := obj["id"].(string); ok && id != "" {
 			a.ID, a.JournalID = id, id
