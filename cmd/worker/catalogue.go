@@ -66,6 +66,10 @@ func writeSpec(w io.Writer, spec actions.Spec) {
 	} else {
 		fmt.Fprint(w, "Safe to repeat: no (riposte's step journal still prevents repeats on redelivery).\n\n")
 	}
+	if spec.Batch != nil {
+		fmt.Fprintf(w, "Batches: yes, on `%s`: a step with `batch:` shares one request with the same action's steps of other alerts "+
+			"that send the same other inputs (see [playbooks](playbooks.md#batching-a-storm-batch)).\n\n", spec.Batch.Input)
+	}
 	fmt.Fprint(w, "| input | type | required | default | description |\n|---|---|---|---|---|\n")
 	for _, in := range spec.Inputs {
 		req := "no"

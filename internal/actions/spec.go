@@ -84,6 +84,25 @@ type Spec struct {
 	// Validate checks inputs against one another (every hash of the declared hashType) once
 	// each has passed its own checks; nil when they are independent.
 	Validate func(in Inputs) error
+	// Batch, when set, says the action can carry the targets of many steps in one vendor call:
+	// a step with `batch:` then shares its call with the same action's steps of other alerts
+	// (Batcher). Nil for an action that cannot.
+	Batch *Batch
+}
+
+// Batch is how one call of a batchable action serves the steps of many alerts.
+type Batch struct {
+	// Input names the list-of-strings input whose items are the call's targets (entityIds,
+	// hashList): one call sends the union of its steps' targets, and its steps agree on every
+	// other input.
+	Input string
+	// Share gives one step its part of the call's result. out and err are what the call came
+	// to (on failure, out is what the vendor did do, if anything: a PartialError's output);
+	// targets are the step's own items of Input. It returns the step's output and error: nil
+	// when the vendor acted on each of targets; err itself when the call failed as a whole; or,
+	// when the vendor judged each target (HEC's per-entity verdicts), an error about the
+	// step's own targets alone, classed by them.
+	Share func(out Output, err error, targets []string) (Output, error)
 }
 
 // Input returns the declaration of the named input.
@@ -146,6 +165,14 @@ func (c *Catalogue) add(s Spec) error {
 	}
 	if _, dup := c.specs[s.Name]; dup {
 		return fmt.Errorf("register action %q: already registered", s.Name)
+	}
+	if b := s.Batch; b != nil {
+		if in, ok := s.Input(b.Input); !ok || in.Type != StringList {
+			return fmt.Errorf("register action %q: batch input %q is not one of its list-of-strings inputs", s.Name, b.Input)
+		}
+		if b.Share == nil {
+			return fmt.Errorf("register action %q: batch has no Share", s.Name)
+		}
 	}
 	c.specs[s.Name] = s
 	return nil

@@ -2,6 +2,8 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
@@ -104,6 +106,7 @@ func defs() []actions.Def[*Client] {
 				Output: tasksOutput,
 				// The action is whatever the playbook names: nothing says repeating it is harmless.
 				Idempotent: false,
+				Batch:      entityBatch,
 			},
 			Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
 				return runEntityAction(ctx, c, in, in.String("entityActionName"))
@@ -163,6 +166,7 @@ func entityAction(name, doc string, inputs ...actions.Input) actions.Def[*Client
 			Output: tasksOutput,
 			// Quarantine and restore set a state: doing it twice leaves the entity as once.
 			Idempotent: true,
+			Batch:      entityBatch,
 		},
 		Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
 			return runEntityAction(ctx, c, in, name)
@@ -175,6 +179,14 @@ func runEntityAction(ctx context.Context, c *Client, in actions.Inputs, actionNa
 	if tasks == nil {
 		return nil, err
 	}
+	if err != nil {
+		return nil, actions.WithOutput(outputOf(tasks), err)
+	}
+	return outputOf(tasks), nil
+}
+
+// outputOf is an entity action's output: the vendor's task, or its refusal, for each entity.
+func outputOf(tasks []Task) actions.Output {
 	out := make([]any, len(tasks))
 	for i, t := range tasks {
 		task := map[string]any{"entityId": t.EntityID, "taskId": t.TaskID}
@@ -183,8 +195,38 @@ func runEntityAction(ctx context.Context, c *Client, in actions.Inputs, actionNa
 		}
 		out[i] = task
 	}
-	if err != nil {
-		return nil, actions.WithOutput(actions.Output{"tasks": out}, err)
+	return actions.Output{"tasks": out}
+}
+
+// entityBatch lets the entity actions carry many alerts' entities in one request: HEC takes
+// many entityIds and answers for each, so every step gets its own entities' tasks and fails
+// only for its own refused ones.
+var entityBatch = &actions.Batch{Input: "entityIds", Share: shareTasks}
+
+// shareTasks is one step's part of a batched entity action: the tasks of its own entities,
+// failed, with its own class, only when HEC refused one of them.
+func shareTasks(out actions.Output, err error, targets []string) (actions.Output, error) {
+	var ee *EntityError
+	if err != nil && !errors.As(err, &ee) {
+		return nil, err // the request failed as a whole
 	}
-	return actions.Output{"tasks": out}, nil
+	ids := vendorhttp.Dedupe(targets)
+	var all []Task
+	action := "entity action on"
+	if ee != nil {
+		all, action = ee.Tasks, ee.Action
+	} else {
+		list, _ := out["tasks"].([]any)
+		for _, item := range list {
+			t, _ := item.(map[string]any)
+			id, _ := t["entityId"].(string)
+			task, _ := t["taskId"].(string)
+			all = append(all, Task{EntityID: id, TaskID: task})
+		}
+	}
+	mine := tasksFor(ids, all)
+	if err := entityError(action, fmt.Sprintf("%s entities %s on HEC", action, vendorhttp.ListForError(ids)), mine); err != nil {
+		return outputOf(mine), err
+	}
+	return outputOf(mine), nil
 }

@@ -72,6 +72,7 @@ type Task struct {
 // every entity's result, the refused and the accepted.
 type EntityError struct {
 	Op     string
+	Action string // the entityActionName, e.g. quarantine
 	Tasks  []Task
 	Failed []Task
 }
@@ -162,42 +163,60 @@ func (c *Client) EntityAction(ctx context.Context, entityIDs []string, actionNam
 	if err != nil {
 		return nil, actions.Permanent(actions.WithReason(actions.ReasonBadResponse, fmt.Errorf("%s: unexpected responseData: %w", op, err)))
 	}
-	return c.entityResults(op, ids, tasks)
+	return c.entityResults(actionName, op, ids, tasks)
 }
 
 // entityResults matches the vendor's per-entity answers to the entities asked for. An entity
 // with an error code or message, without a taskId, or missing from the answer was not acted
-// on: the call fails with the vendor's words for each, retryable only when every refusal is.
-func (c *Client) entityResults(op string, ids []string, got []Task) ([]Task, error) {
+// on: the call fails with the vendor's words for each (entityError).
+func (c *Client) entityResults(actionName, op string, ids []string, got []Task) ([]Task, error) {
+	tasks := tasksFor(ids, got)
+	for i := range tasks {
+		tasks[i].Error = c.redact.Scrub(tasks[i].Error)
+	}
+	return tasks, entityError(actionName, op, tasks)
+}
+
+// tasksFor is the vendor's answer for each of ids, in their order; an entity missing from got
+// has an error saying so.
+func tasksFor(ids []string, got []Task) []Task {
 	byID := make(map[string]Task, len(got))
 	for _, t := range got {
 		byID[t.EntityID] = t
 	}
 	tasks := make([]Task, 0, len(ids))
-	var failed []Task
-	retryable := true
 	for _, id := range ids {
 		t, ok := byID[id]
 		if !ok {
 			t = Task{EntityID: id, Error: "no result for this entity in the answer"}
 		}
-		t.Error = c.redact.Scrub(t.Error)
+		tasks = append(tasks, t)
+	}
+	return tasks
+}
+
+// entityError is the failure of an entity action on tasks, nil when the vendor acted on each:
+// an EntityError with the vendor's words for every refused entity, retryable only when every
+// refusal is.
+func entityError(actionName, op string, tasks []Task) error {
+	var failed []Task
+	retryable := true
+	for _, t := range tasks {
 		if t.Error != "" {
 			failed = append(failed, t)
 			retryable = retryable && (t.Code >= 500 || t.Code == http.StatusTooManyRequests || t.Code == http.StatusRequestTimeout)
 		}
-		tasks = append(tasks, t)
 	}
 	if len(failed) == 0 {
-		return tasks, nil
+		return nil
 	}
-	err := error(&EntityError{Op: op, Tasks: tasks, Failed: failed})
+	err := error(&EntityError{Op: op, Action: actionName, Tasks: tasks, Failed: failed})
 	if !retryable {
 		err = actions.Permanent(actions.WithReason(actions.ReasonClient, err))
 	} else {
 		err = actions.WithReason(actions.ReasonServer, err)
 	}
-	return tasks, err
+	return err
 }
 
 // GetEvent fetches one security event: GET /event/{eventId}.

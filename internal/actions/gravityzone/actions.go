@@ -144,6 +144,8 @@ func defs() []actions.Def[*Client] {
 				Output: "`{\"added\": true, \"count\": N}`: N is how many hashes were sent.",
 				// The document does not say whether a hash already listed is refused or listed twice.
 				Idempotent: false,
+				// One call takes many hashes, and succeeds or fails as a whole.
+				Batch: &actions.Batch{Input: "hashList", Share: shareAdded},
 			},
 			Run: func(ctx context.Context, c *Client, in actions.Inputs) (actions.Output, error) {
 				t, _ := in.Int("hashType")
@@ -391,4 +393,13 @@ func nonBlank(s string) error {
 		return errors.New("must not be empty")
 	}
 	return nil
+}
+
+// shareAdded is one step's part of a batched addToBlocklist: the service answers true or an
+// error for the whole call, so every step shares its verdict and counts its own hashes.
+func shareAdded(_ actions.Output, err error, targets []string) (actions.Output, error) {
+	if err != nil {
+		return nil, err
+	}
+	return actions.Output{"added": true, "count": len(targets)}, nil
 }
