@@ -22,8 +22,9 @@ const usage = `usage: worker <command> [flags]
 commands:
   run        run the worker (embedded JetStream server when NATS_URL is unset)
   demo       run the whole flow in one process against the fake vendors and check every outcome
-  validate   check the playbooks and exit
+  validate   check the playbooks (--playbooks, or the files and directories named) and exit
   plan       show what the playbooks would do with an alert, calling no vendor
+  test       run playbook test files: alerts, stubbed vendor outputs, what must happen
   publish    publish an alert (a file, or - for stdin) to a subject
   watch      print outcomes and dead letters as they arrive
   outcomes   search the stored outcomes (by alert id, playbook, status, time), or follow them
@@ -64,6 +65,7 @@ func dispatch(ctx context.Context, args []string, env environ, stdin io.Reader, 
 		"deny":        cmdDeny,
 		"actions":     cmdActions,
 		"plan":        cmdPlan,
+		"test":        cmdTest,
 		"version":     cmdVersion,
 		"healthcheck": cmdHealthcheck,
 	}

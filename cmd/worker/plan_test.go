@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"strings"
 	"testing"
 
@@ -11,55 +9,26 @@ import (
 	"github.com/riposte-soar/riposte/internal/queue"
 )
 
-func TestPlan(t *testing.T) {
+// TestPlanGolden (playtest_test.go) holds what plan prints; these are the alerts and files it refuses.
+func TestPlanRefuses(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name, subject, alert string
-		code                 int
-		want, absent         []string
+		name, alert string
+		args        []string
+		want        string
 	}{
-		{
-			name: "matching alert", subject: "soar.alerts.checkpoint.phishing",
-			alert: phishing("p-1", "ev-9", "ent-9"), code: 0,
-			want: []string{"alert p-1 on soar.alerts.checkpoint.phishing", "phishing-quarantine: runs",
-				"1. event  checkpoint.get_event  runs", `inputs: {"eventId":"ev-9"}`,
-				"2. quarantine  checkpoint.quarantine_entity  runs", `"entityIds":["ent-9"]`},
-			absent: []string{"unmatched"},
-		},
-		{
-			name: "condition false", subject: "soar.alerts.checkpoint.dlp",
-			alert: `{"type":"dlp"}`, code: 0,
-			want: []string{"phishing-quarantine: not run (when is false)", "soar.outcomes.unmatched"},
-		},
-		{
-			name: "subject outside every filter", subject: "soar.alerts.siem.login",
-			alert: `{"user":"bob"}`, code: 0,
-			want: []string{"not run (subject is outside soar.alerts.checkpoint.>)", "alert plan:1 on"},
-		},
-		{
-			name: "not an object", subject: "soar.alerts.checkpoint.phishing",
-			alert: `[1,2]`, code: 1, want: []string{"must be a JSON object"},
-		},
+		{"not an object", `[1,2]`, nil, "must be a JSON object"},
+		{"not JSON", `{"a":`, nil, "must be a JSON object"},
+		{"outputs for no step", `{}`, []string{"--outputs", "testdata/plan/nostep.yaml"}, `"lookup" names no step`},
+		{"outputs file missing", `{}`, []string{"--outputs", "testdata/plan/none.yaml"}, "no such file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut bytes.Buffer
-			args := []string{"plan", "--playbooks", shippedPlaybooks, "--subject", tt.subject, "-"}
-			code := dispatch(context.Background(), args, noEnv, strings.NewReader(tt.alert), &out, &errOut)
-			if code != tt.code {
-				t.Fatalf("exit %d, want %d\n%s%s", code, tt.code, out.String(), errOut.String())
-			}
-			all := out.String() + errOut.String()
-			for _, w := range tt.want {
-				if !strings.Contains(all, w) {
-					t.Errorf("plan output lacks %q:\n%s", w, all)
-				}
-			}
-			for _, a := range tt.absent {
-				if strings.Contains(all, a) {
-					t.Errorf("plan output has %q:\n%s", a, all)
-				}
+			args := append([]string{"plan", "--playbooks", shippedPlaybooks}, tt.args...)
+			out, errOut, code := runWorker(t, tt.alert, append(args, "-")...)
+			if code != 1 || !strings.Contains(errOut, tt.want) {
+				t.Errorf("exit %d, want 1 with %q\n%s%s", code, tt.want, out, errOut)
 			}
 		})
 	}

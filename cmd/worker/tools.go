@@ -14,18 +14,29 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/riposte-soar/riposte/internal/playbook"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
 
-// cmdValidate checks the playbooks without connecting anywhere.
+// cmdValidate checks the playbooks without connecting anywhere: those under --playbooks, or
+// the files and directories named as arguments (a CI job over a repository of playbooks).
 func cmdValidate(_ context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var s settings
 	f := newEnvFlags("validate", env)
 	defineCommon(f, &s)
-	if err := parseFlags(f, args, stderr); err != nil {
+	pos, err := parseWithArgs(f, args, stderr)
+	if err != nil {
 		return err
 	}
-	pbs, err := loadPlaybooks(s.playbooks)
+	var pbs []*playbook.Playbook
+	if len(pos) == 0 {
+		pbs, err = loadPlaybooks(s.playbooks)
+	} else {
+		var paths []string
+		if paths, err = playbookPaths(pos); err == nil {
+			pbs, err = playbook.LoadFiles(paths, catalogue())
+		}
+	}
 	if err != nil {
 		return err
 	}

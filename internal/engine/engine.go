@@ -426,7 +426,23 @@ func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *p
 	if st.HasForEach() {
 		return e.steps(ctx, a, pb, st, env, key, log)
 	}
+	ctx = context.WithValue(ctx, stepRefKey{}, StepRef{Playbook: pb.Name, Step: st.ID, Item: -1})
 	return e.item(ctx, a, pb, st, env, nil, key, log)
+}
+
+// StepRef names the step, and the item of a foreach step, an action is run for.
+type StepRef struct {
+	Playbook, Step string
+	Item           int // the item's index; -1 for a step without foreach
+}
+
+type stepRefKey struct{}
+
+// StepFrom tells an action which step it runs for: tools that stand in for the vendors
+// (`worker plan`, `worker test`) answer per step.
+func StepFrom(ctx context.Context) (StepRef, bool) {
+	ref, ok := ctx.Value(stepRefKey{}).(StepRef)
+	return ref, ok
 }
 
 // steps runs a foreach step: each item on its own, journaled under its own key, a failed item
@@ -447,7 +463,8 @@ func (e *Engine) steps(ctx context.Context, a Alert, pb *playbook.Playbook, st *
 	var denied []string // items whose approval was denied
 	for i, item := range items {
 		ilog := log.With(zap.Int("item", i))
-		io, ie := e.item(ctx, a, pb, st, env, item, fmt.Sprintf("%s#%d", key, i), ilog)
+		ictx := context.WithValue(ctx, stepRefKey{}, StepRef{Playbook: pb.Name, Step: st.ID, Item: i})
+		io, ie := e.item(ictx, a, pb, st, env, item, fmt.Sprintf("%s#%d", key, i), ilog)
 		if ie.park {
 			// This item waits for people; the items after it wait with it.
 			return io, ie

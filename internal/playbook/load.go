@@ -27,6 +27,16 @@ import (
 // under a hidden "..<timestamp>" directory). Playbooks come back sorted by name. If anything is
 // wrong the error is Problems, listing every problem in every file.
 func LoadDir(dir string, cat Catalogue) ([]*Playbook, error) {
+	paths, err := Files(dir)
+	if err != nil {
+		return nil, err
+	}
+	return LoadFiles(paths, cat)
+}
+
+// Files lists the playbook files under dir as LoadDir reads them: every *.yaml and *.yml,
+// in subdirectories too, skipping names that start with a dot.
+func Files(dir string) ([]string, error) {
 	var paths []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -50,7 +60,7 @@ func LoadDir(dir string, cat Catalogue) ([]*Playbook, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load playbooks from %s: %w", dir, err)
 	}
-	return LoadFiles(paths, cat)
+	return paths, nil
 }
 
 // LoadFiles loads the named playbook files. Playbooks come back sorted by name; if anything is
