@@ -26,6 +26,9 @@ const (
 
 var onTimeouts = []string{Deny, Approve}
 
+// MaxApprovalTimeout is how long an approval gate is kept (the approvals bucket's TTL).
+const MaxApprovalTimeout = 30 * 24 * time.Hour
+
 // approvalFields are the keys of a step's `approval:`.
 var approvalFields = table[*stepDraft]{
 	{key: "prompt", required: true, doc: "what the approvers are asked, rendered like a with value",
@@ -43,7 +46,13 @@ var approvalFields = table[*stepDraft]{
 	{key: "timeout", doc: "how long the run waits for a decision, as 4h or 30m (default 4h)",
 		schema: func(*actions.Catalogue) obj { return def("duration") },
 		parse: func(p *parser, d *stepDraft, _, v *yaml.Node) {
-			if t, ok := p.duration(v, d.label+": approval.timeout", false); ok {
+			t, ok := p.duration(v, d.label+": approval.timeout", false)
+			switch {
+			case !ok:
+			case t > MaxApprovalTimeout:
+				// The approvals bucket forgets a gate after 30 days.
+				p.addf(v.Line, "%s: approval.timeout %s is longer than the %s an approval is kept", d.label, t, MaxApprovalTimeout)
+			default:
 				d.step.Approval.Timeout = t
 			}
 		}},

@@ -64,6 +64,10 @@ steps:
       timeout: soon
       on_timeout: maybe
       approvers: 0
+  - id: r
+    action: checkpoint.quarantine_entity
+    with: {entityIds: x}
+    approval: {prompt: "ok?", timeout: 1000h}
 `)
 	if err == nil {
 		t.Fatal("no problems")
@@ -75,6 +79,7 @@ steps:
 		`p.yaml:9: step "q": approval.timeout: invalid duration "soon"`,
 		`p.yaml:10: step "q": approval.on_timeout must be`,
 		`p.yaml:11: step "q": approval.approvers must be a whole number of at least 1, got "0"`,
+		`p.yaml:15: step "r": approval.timeout 1000h0m0s is longer than the 720h0m0s an approval is kept`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("problems lack %q:\n%v", want, err)
