@@ -388,7 +388,7 @@ func (ap *Approvals) Run(ctx context.Context) error {
 		return fmt.Errorf("consume decisions: %w", err)
 	}
 	defer cc.Stop()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(c.ApprovalsSweep)
 	defer t.Stop()
 	for {
 		ap.sweep(ctx)
@@ -411,7 +411,7 @@ func (ap *Approvals) sweep(ctx context.Context) {
 	waiting := 0
 	for _, rec := range open {
 		if rec.Decision != "" {
-			if now.Sub(rec.DecidedAt) > 10*time.Second { // not the decider's own resume in flight
+			if now.Sub(rec.DecidedAt) > max(10*time.Second, 2*ap.cfg.ApprovalsSweep) { // not the decider's own resume in flight
 				ap.resumeAndMark(ctx, rec)
 			}
 			continue

@@ -48,6 +48,9 @@ type Config struct {
 	ApprovalsStream string // approval requests (<prefix>.<playbook>) and decisions (<prefix>.decisions)
 	ApprovalsPrefix string
 	ApprovalsBucket string // key-value bucket of approval gates
+	// ApprovalsSweep is how often each replica looks for gates whose time ran out (and decided
+	// ones whose alert was not resumed): how late a timeout may be decided.
+	ApprovalsSweep time.Duration
 
 	JournalBucket string        // key-value bucket of completed steps
 	JournalTTL    time.Duration // how long a completed step is remembered
@@ -87,6 +90,7 @@ func DefaultConfig() Config {
 		ApprovalsStream: "SOAR_APPROVALS",
 		ApprovalsPrefix: "soar.approvals",
 		ApprovalsBucket: "riposte_approvals",
+		ApprovalsSweep:  5 * time.Second,
 		JournalTTL:      7 * 24 * time.Hour,
 		JournalMaxBytes: 1 << 30,
 		Replicas:        1,
@@ -110,6 +114,9 @@ func (c Config) withDefaults() Config {
 	setString(&c.ApprovalsStream, d.ApprovalsStream)
 	setString(&c.ApprovalsPrefix, d.ApprovalsPrefix)
 	setString(&c.ApprovalsBucket, d.ApprovalsBucket)
+	if c.ApprovalsSweep <= 0 {
+		c.ApprovalsSweep = d.ApprovalsSweep
+	}
 	if len(c.AlertsSubjects) == 0 {
 		c.AlertsSubjects = d.AlertsSubjects
 	}
