@@ -141,7 +141,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	}
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: name, Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics, Locker: leases,
-		Approvals: gates{ap: approvals, now: time.Now},
+		Approvals: gates{ap: approvals, now: time.Now}, JournalWriteBudget: q.Config().AckWait,
 	})
 	rl := &reloader{w: w, eng: eng}
 	w.state.Store(&runState{nc: nc, q: q, reloader: rl})

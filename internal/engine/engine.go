@@ -189,6 +189,10 @@ type Options struct {
 	// Approvals, when set, keeps the approval gates of steps that have one; without it such a
 	// step fails.
 	Approvals Approvals
+	// JournalWriteBudget is how long a step's journal record is tried for when the journal does
+	// not take it (a leader election on a cluster takes 4 to 9 s): as long as the step's claim
+	// keeps other deliveries off the step, the consumer's ack wait. Zero means 30 s.
+	JournalWriteBudget time.Duration
 }
 
 // Engine runs alerts against a fixed set of playbooks.
@@ -210,6 +214,9 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
+	}
+	if opts.JournalWriteBudget <= 0 {
+		opts.JournalWriteBudget = defaultJournalWriteBudget
 	}
 	e := &Engine{registry: reg, dispatch: d, journal: j, opts: opts}
 	e.SetPlaybooks(pbs)
@@ -702,24 +709,51 @@ func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journ
 	return rec, true, nil
 }
 
+// A journal write that fails is tried again, backing off from journalRetryFirst to
+// journalRetryMax, each try waiting journalTryTimeout at most (a write sent while the bucket has
+// no leader is never answered), until Options.JournalWriteBudget has passed.
+const (
+	journalRetryFirst         = 100 * time.Millisecond
+	journalRetryMax           = 2 * time.Second
+	journalTryTimeout         = 2 * time.Second
+	defaultJournalWriteBudget = 30 * time.Second
+)
+
 func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, log *zap.Logger) {
 	if e.journal == nil {
 		return
 	}
 	b, err := json.Marshal(rec)
+	tries := 0
 	if err == nil {
-		// A shutdown must not stop us recording what the vendor already did, and a moment's
-		// trouble (a leader election) must not make a redelivery repeat it.
-		put := context.WithoutCancel(ctx)
-		for wait := 100 * time.Millisecond; ; wait *= 3 {
-			if err = e.journal.Put(put, key, b); err == nil || wait > time.Second {
+		// A shutdown must not stop us recording what the vendor already did, and a leader
+		// election must not make a redelivery repeat it. Tried for as long as the step's claim
+		// keeps other deliveries off the step, and no longer: shutdown waits a bounded time.
+		budget, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.JournalWriteBudget)
+		defer cancel()
+		for wait := journalRetryFirst; ; wait = min(wait*2, journalRetryMax) {
+			tries++
+			try, cancelTry := context.WithTimeout(budget, journalTryTimeout)
+			err = e.journal.Put(try, key, b)
+			cancelTry()
+			if err == nil || budget.Err() != nil {
 				break
 			}
-			time.Sleep(wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+				continue
+			case <-budget.Done():
+				t.Stop()
+			}
+			break
 		}
 	}
 	if err != nil {
-		log.Error("step journal write failed; a redelivery may repeat this step", zap.Error(err))
+		log.Error("step journal write failed; a redelivery may repeat this step", zap.Int("tries", tries),
+			zap.Duration("budget", e.opts.JournalWriteBudget), zap.Error(err))
+	} else if tries > 1 {
+		log.Info("step journal written after retries", zap.Int("tries", tries))
 	}
 }
 

@@ -509,6 +509,53 @@ func TestJournalUnreadableHandsTheAlertBack(t *testing.T) {
 	}
 }
 
+// A journal that refuses writes for a few seconds (its bucket electing a leader after a crash
+// takes 4 to 9 s) still gets the step's record: the next delivery reuses it instead of calling
+// the vendor again.
+func TestJournalWriteOutlastsAnElection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	f.journal.failPuts(4, errors.New("nats: timeout"))
+	a := phishing()
+	if out := only(t, f.process(t, a)); out.Status != engine.StatusSucceeded {
+		t.Fatalf("status %s, want succeeded", out.Status)
+	}
+	if n := f.journal.len(); n != 3 {
+		t.Fatalf("journal holds %d records, want 3: the first step's record was given up", n)
+	}
+	a.Deliveries = 2
+	out := only(t, f.process(t, a))
+	if n := f.lookup.callCount(); n != 1 || !out.Steps[0].Replayed {
+		t.Errorf("lookup called %d times, replayed %t; want once, and its record reused", n, out.Steps[0].Replayed)
+	}
+}
+
+// The journal write is bounded by its budget, so that a journal that never takes it cannot hold
+// shutdown up; shutdown does not stop it being tried, since the vendor has acted.
+func TestJournalWriteIsBoundedAndOutlivesShutdown(t *testing.T) {
+	t.Parallel()
+	const budget = 500 * time.Millisecond
+	f := newFixture(t, func(o *engine.Options) { o.JournalWriteBudget = budget })
+	f.journal.fail(nil, errors.New("nats: timeout"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
+		cancel() // shutdown arrives as the vendor answers
+		return actions.Output{"state": "open"}, nil
+	})
+	began := time.Now()
+	res := f.eng.Process(ctx, phishing())
+	if took := time.Since(began); took > budget+time.Second {
+		t.Errorf("Process took %s with a journal that never takes the write; want about the %s budget", took.Round(time.Millisecond), budget)
+	}
+	if !res.Retry {
+		t.Errorf("result %+v: a run cut short by shutdown must come back", res)
+	}
+	if n := f.journal.putCount(); n < 3 {
+		t.Errorf("%d journal writes tried after shutdown began, want them retried within the budget", n)
+	}
+}
+
 func TestNoJournal(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, nil)

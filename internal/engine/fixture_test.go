@@ -89,6 +89,9 @@ type memJournal struct {
 	putErr error
 	gets   int
 	puts   int
+	// failing puts are refused with failingErr before any other is taken.
+	failing    int
+	failingErr error
 }
 
 func newMemJournal() *memJournal { return &memJournal{m: map[string][]byte{}} }
@@ -108,6 +111,10 @@ func (j *memJournal) Put(_ context.Context, key string, value []byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.puts++
+	if j.failing > 0 {
+		j.failing--
+		return j.failingErr
+	}
 	if j.putErr != nil {
 		return j.putErr
 	}
@@ -119,6 +126,19 @@ func (j *memJournal) fail(get, put error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.getErr, j.putErr = get, put
+}
+
+// failPuts makes the next n puts fail with err, as a journal whose bucket has no leader does.
+func (j *memJournal) failPuts(n int, err error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.failing, j.failingErr = n, err
+}
+
+func (j *memJournal) putCount() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.puts
 }
 
 func (j *memJournal) len() int {

@@ -8,8 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/riposte-soar/riposte/internal/queue"
 	"github.com/riposte-soar/riposte/internal/queue/queuetest"
@@ -239,5 +243,133 @@ func TestJournalRoundTrip(t *testing.T) {
 	}
 	if v, ok, err := j2.Get(ctx, "k1"); err != nil || !ok || string(v) != "second" {
 		t.Fatalf("Get(k1) through a second Ensure = %q, %v, %v; want second", v, ok, err)
+	}
+}
+
+// A worker that starts while JetStream cannot answer yet (a server still starting JetStream; on
+// a cluster, a stream another worker has just created, which has no leader for a moment) waits
+// for it: look-ups that meet no responders or time out are tried again until JetStream answers.
+func TestEnsureWaitsForJetStreamToAnswer(t *testing.T) {
+	t.Parallel()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	requests := func() int64 {
+		v, err := srv.Varz(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.InMsgs
+	}
+
+	core, logs := observer.New(zapcore.WarnLevel)
+	q, err := queue.New(nc, testConfig(), zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	began := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		_, err := q.Ensure(ctx)
+		done <- err
+	}()
+	ensuring := func(what string) {
+		t.Helper()
+		select {
+		case err := <-done:
+			t.Fatalf("Ensure returned %s: %v", what, err)
+		default:
+		}
+	}
+
+	// No JetStream: no one answers the look-up.
+	eventually(t, "the look-up that met no responders to be sent again", func() bool {
+		ensuring("while no one answered")
+		return requests() >= 2
+	})
+
+	// Then someone takes the look-up and never answers, as for a leaderless stream.
+	lookups := make(chan struct{}, 100)
+	silent, err := nc.Subscribe("$JS.API.STREAM.INFO.SOAR_ALERTS", func(*nats.Msg) { lookups <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-lookups:
+	case err := <-done:
+		t.Fatalf("Ensure returned before its look-up went unanswered: %v", err)
+	case <-ctx.Done():
+		t.Fatal("the stream look-up was not tried again")
+	}
+	if err := silent.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.EnableJetStream(&server.JetStreamConfig{StoreDir: t.TempDir()}); err != nil {
+		t.Fatal(err)
+	}
+	ensuring("while its look-up went unanswered")
+
+	// The unanswered look-up times out, and the next one finds JetStream.
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Ensure once JetStream answered: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("Ensure did not finish once JetStream answered")
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(context.Background(), "SOAR_ALERTS"); err != nil {
+		t.Errorf("alerts stream after Ensure: %v", err)
+	}
+	warned := logs.FilterMessage("jetstream is not answering yet; trying again").Len()
+	if most := 1 + int(time.Since(began)/(5*time.Second)); warned < 1 || warned > most {
+		t.Errorf("%d retry warnings in %s; want one every 5 s at most", warned, time.Since(began).Round(time.Millisecond))
+	}
+}
+
+// A configuration JetStream refuses is the operator's to fix: it fails Ensure at once.
+func TestEnsureFailsAtOnceOnARefusal(t *testing.T) {
+	t.Parallel()
+	srv := queuetest.StartJetStream(t)
+	nc := queuetest.Connect(t, srv)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"soar.alerts.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := queue.New(nc, testConfig(), zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	_, err = q.Ensure(ctx)
+	if err == nil || !strings.Contains(err.Error(), `create stream "SOAR_ALERTS"`) || !strings.Contains(err.Error(), "overlap") {
+		t.Fatalf("Ensure = %v, want the overlapping subjects named", err)
+	}
+	if took := time.Since(began); took > time.Second {
+		t.Errorf("Ensure took %s to report a refusal; want it at once", took)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -199,41 +200,122 @@ func (q *Queue) Ensure(ctx context.Context) (*Journal, error) {
 	if err := q.ensureConsumer(ctx); err != nil {
 		return nil, err
 	}
-	kv, err := q.js.KeyValue(ctx, c.JournalBucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: c.JournalBucket, Description: "riposte: steps that already succeeded, per alert and playbook",
-			History: 1, TTL: c.JournalTTL, Storage: jetstream.FileStorage,
-			MaxBytes: c.JournalMaxBytes, Replicas: c.Replicas,
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
-			kv, err = q.js.KeyValue(ctx, c.JournalBucket)
+	var kv jetstream.KeyValue
+	err := q.untilAnswered(ctx, "open step journal bucket", func(ctx context.Context) error {
+		var err error
+		kv, err = q.js.KeyValue(ctx, c.JournalBucket)
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			kv, err = q.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+				Bucket: c.JournalBucket, Description: "riposte: steps that already succeeded, per alert and playbook",
+				History: 1, TTL: c.JournalTTL, Storage: jetstream.FileStorage,
+				MaxBytes: c.JournalMaxBytes, Replicas: c.Replicas,
+			})
+			if errors.Is(err, jetstream.ErrBucketExists) { // another replica won the race
+				kv, err = q.js.KeyValue(ctx, c.JournalBucket)
+			}
 		}
-	}
+		if err != nil {
+			return fmt.Errorf("open step journal bucket %q: %w", c.JournalBucket, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("open step journal bucket %q: %w", c.JournalBucket, err)
+		return nil, err
 	}
 	q.journal = &Journal{kv: kv}
 	return q.journal, nil
 }
 
 func (q *Queue) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
-	_, err := q.js.Stream(ctx, sc.Name)
-	if err == nil {
+	return q.untilAnswered(ctx, "ensure stream", func(ctx context.Context) error {
+		_, err := q.js.Stream(ctx, sc.Name)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("look up stream %q: %w", sc.Name, err)
+		}
+		_, err = q.js.CreateStream(ctx, sc)
+		if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("create stream %q for %s: %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
+		}
+		q.log.Info("created stream", zap.String("stream", sc.Name), zap.Strings("subjects", sc.Subjects))
 		return nil
+	})
+}
+
+// Start-up on a cluster: a stream, consumer or bucket that another worker has just created has
+// no leader for a moment, and answers nothing until it has one; a cluster that is starting or
+// electing says it is unavailable. Those are waited out, each try cut short so that the next one
+// goes as soon as the leader may be there. Creating is idempotent (a create that timed out but
+// landed is found by the next look-up), so a whole look-up-or-create is tried again.
+const (
+	setupTryTimeout  = 2 * time.Second
+	setupRetryFirst  = 100 * time.Millisecond
+	setupRetryMax    = 2 * time.Second
+	setupLogInterval = 5 * time.Second
+)
+
+// JetStream API error codes the jetstream package has no constant for.
+const (
+	jsErrClusterNotAvailable jetstream.ErrorCode = 10008 // "JetStream system temporarily unavailable"
+	jsErrClusterNotLeader    jetstream.ErrorCode = 10009 // "JetStream cluster can not handle request"
+)
+
+// untilAnswered runs op until it succeeds, fails with an answer from JetStream, or ctx ends.
+// Only JetStream not answering yet (jsUnanswered) is tried again; a refusal, such as subjects
+// that overlap another stream's, is the operator's to fix and is returned at once. When ctx
+// ends, the last error is returned, so that the log says what JetStream was not doing.
+func (q *Queue) untilAnswered(ctx context.Context, what string, op func(ctx context.Context) error) error {
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(setupRetryFirst),
+		backoff.WithMaxInterval(setupRetryMax), backoff.WithMaxElapsedTime(0))
+	var logged time.Time
+	for try := 1; ; try++ {
+		tctx, cancel := context.WithTimeout(ctx, setupTryTimeout)
+		err := op(tctx)
+		cancel()
+		if err == nil || ctx.Err() != nil || !jsUnanswered(err) {
+			return err
+		}
+		wait := b.NextBackOff()
+		if time.Since(logged) >= setupLogInterval {
+			q.log.Warn("jetstream is not answering yet; trying again", zap.String("doing", what),
+				zap.Int("try", try), zap.Duration("in", wait), zap.Error(err))
+			logged = time.Now()
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
 	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return fmt.Errorf("look up stream %q: %w", sc.Name, err)
+}
+
+// jsUnanswered says err is JetStream not answering yet rather than refusing: a request that
+// timed out (a stream or consumer without a leader), no one listening (JetStream starting), or
+// the cluster saying it cannot handle the request for now.
+func jsUnanswered(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return true
 	}
-	_, err = q.js.CreateStream(ctx, sc)
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		return fmt.Errorf("create stream %q for %s: %w", sc.Name, strings.Join(sc.Subjects, ", "), err)
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
 	}
-	q.log.Info("created stream", zap.String("stream", sc.Name), zap.Strings("subjects", sc.Subjects))
-	return nil
+	switch apiErr.ErrorCode {
+	case jsErrClusterNotAvailable, jsErrClusterNotLeader, jetstream.JSErrCodeJetStreamNotEnabled:
+		return true
+	}
+	return false
 }
 
 func (q *Queue) ensureConsumer(ctx context.Context) error {
+	return q.untilAnswered(ctx, "ensure consumer", q.ensureConsumerOnce)
+}
+
+func (q *Queue) ensureConsumerOnce(ctx context.Context) error {
 	c := q.cfg
 	info, err := q.js.Consumer(ctx, c.AlertsStream, c.Consumer)
 	if err == nil {
@@ -268,7 +350,11 @@ func (q *Queue) ensureConsumer(ctx context.Context) error {
 // stops pulling, lets in-flight alerts finish within the grace period, cancels the rest (they
 // are nak'ed for another replica) and returns.
 func (q *Queue) Run(ctx context.Context, h Handler) error {
-	cons, err := q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+	var cons jetstream.Consumer
+	err := q.untilAnswered(ctx, "bind to consumer", func(ctx context.Context) (err error) {
+		cons, err = q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
+		return err
+	})
 	if err != nil && ctx.Err() != nil {
 		return nil // told to stop before it started: nothing was in flight
 	}
@@ -302,8 +388,8 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 				break more
 			}
 		}
-		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx))
+		fctx, cancel := context.WithTimeout(ctx, fetchWait)
+		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(fetchHeartbeat))
 		got := 0
 		if err == nil {
 			for msg := range batch.Messages() {
@@ -327,8 +413,15 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		for range free - got {
 			<-slots
 		}
-		failed := err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout)
-		q.ready.Store(!failed && ctx.Err() == nil)
+		// No heartbeat: the server holding the pull is gone (the consumer's leader died), and
+		// the pull with it. Pulling again at once finds the new leader, or no one yet.
+		lost := errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil
+		failed := err != nil && ctx.Err() == nil && !lost && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout)
+		q.ready.Store(!failed && !lost && ctx.Err() == nil)
+		if lost {
+			q.log.Warn("pull alerts: no heartbeat from the consumer; pulling again", zap.Duration("heartbeat", fetchHeartbeat))
+			continue
+		}
 		if failed {
 			q.log.Warn("pull alerts", zap.Error(err))
 			select { // a broken connection should not spin
@@ -355,11 +448,24 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	return nil
 }
 
+// A pull waits fetchWait for alerts, and asks the server for a heartbeat every fetchHeartbeat
+// while it has none to give: a pull lost with the consumer's leader is noticed after two missed
+// heartbeats, not at the end of the wait. Heartbeats come only while the pull is idle, so they
+// cost nothing per alert; a long wait keeps an idle worker's requests (and its check that the
+// consumer still exists) few.
+const (
+	fetchWait      = 5 * time.Second
+	fetchHeartbeat = 500 * time.Millisecond
+)
+
 // rebind checks that the consumer still exists and, if an operator deleted it or its stream,
 // creates what is missing again and binds to the new one, so that a worker never goes on polling
 // a consumer that is gone.
 func (q *Queue) rebind(ctx context.Context, cons jetstream.Consumer) jetstream.Consumer {
-	_, err := cons.Info(ctx)
+	// Bounded: a consumer without a leader answers nothing, and the pull loop must go on.
+	ictx, cancel := context.WithTimeout(ctx, setupTryTimeout)
+	_, err := cons.Info(ictx)
+	cancel()
 	if err == nil || !(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)) {
 		return cons
 	}
@@ -522,20 +628,25 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 
 // Retrying promptly: on a cluster, a publish or an ack lost while the stream elects a leader
 // succeeds a moment later; waiting for the redelivery delay or the ack wait would hold the
-// alert's outcome back for tens of seconds.
+// alert's outcome back for tens of seconds. A try waits at most promptTryTimeout for its
+// confirmation: a healthy server answers in milliseconds, and one sent while the stream had no
+// leader is never answered, so it is sent again rather than waited for.
 const (
 	promptRetries    = 5
 	promptRetryFirst = 100 * time.Millisecond
 	promptRetryMax   = time.Second
+	promptTryTimeout = 2 * time.Second
 )
 
-// publishOutcomesPromptly is publishOutcomes, tried again at once a few times over a few
-// seconds when it fails: the message ids make a repeat harmless.
+// publishOutcomesPromptly is publishOutcomes, tried again at once a few times when it fails,
+// each try waiting promptTryTimeout at most, all of them within publishTimeout: the message ids
+// make a repeat harmless.
 func (q *Queue) publishOutcomesPromptly(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
 	wait := promptRetryFirst
+	deadline := time.Now().Add(publishTimeout)
 	for try := 1; ; try++ {
-		err := q.publishOutcomes(ctx, a, outs, log)
-		if err == nil || try == promptRetries || ctx.Err() != nil {
+		err := q.publishOutcomes(ctx, a, outs, min(promptTryTimeout, time.Until(deadline)), log)
+		if err == nil || try == promptRetries || ctx.Err() != nil || time.Until(deadline) <= wait {
 			return err
 		}
 		log.Warn("publish outcomes; trying again", zap.Int("try", try), zap.Duration("in", wait), zap.Error(err))
@@ -725,7 +836,7 @@ func (q *Queue) heartbeat(msg jetstream.Msg, log *zap.Logger) (stop func()) {
 // only once JetStream holds its outcomes. The message id is <alert id>:<playbook>, with the
 // journal's scoped id for an alert known only by its stream position, so that an alert stored
 // at the same sequence of a re-created stream is not taken for a duplicate of the old one.
-func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
+func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, within time.Duration, log *zap.Logger) error {
 	alertID, scoped := a.ID, a.scopedID()
 	if a.ReplayOf != "" {
 		scoped += ":replay-" + a.ReplayOf
@@ -746,7 +857,7 @@ func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, l
 		}
 		futures = append(futures, f)
 	}
-	return awaitAcks(ctx, futures, log)
+	return awaitAcks(ctx, futures, within, log)
 }
 
 // scopedID is the alert's id for message ids: its own when it has one, else the journal's,
@@ -758,11 +869,11 @@ func (a *Alert) scopedID() string {
 	return a.ID
 }
 
-// awaitAcks waits for every PubAck. A duplicate is no error (a redelivery republishing what an
-// earlier delivery stored), but it is logged: one that is not a redelivery means two alerts share
-// an id.
-func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, log *zap.Logger) error {
-	timeout := time.NewTimer(publishTimeout)
+// awaitAcks waits for every PubAck, all of them within the given time. A duplicate is no error
+// (a redelivery republishing what an earlier delivery stored), but it is logged: one that is not
+// a redelivery means two alerts share an id.
+func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within time.Duration, log *zap.Logger) error {
+	timeout := time.NewTimer(within)
 	defer timeout.Stop()
 	for _, f := range futures {
 		select {
@@ -775,7 +886,7 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, log *zap.L
 		case err := <-f.Err():
 			return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
 		case <-timeout.C:
-			return fmt.Errorf("store %s: no acknowledgement from jetstream after %s", f.Msg().Subject, publishTimeout)
+			return fmt.Errorf("store %s: no acknowledgement from jetstream after %s", f.Msg().Subject, within)
 		case <-ctx.Done():
 			return fmt.Errorf("store %s: %w", f.Msg().Subject, ctx.Err())
 		}
@@ -833,7 +944,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 	}
 	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(id+":dlq:"+reason))
 	if err == nil {
-		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, log)
+		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, publishTimeout, log)
 	}
 	if err != nil {
 		if a.Deliveries >= q.cfg.MaxDeliveries {

@@ -726,6 +726,55 @@ func TestAlertNotAckedUntilOutcomeStored(t *testing.T) {
 	}
 }
 
+// An outcome publish whose acknowledgement never comes (sent while the outcomes stream had no
+// leader) is sent again within a couple of seconds, not after the whole publish timeout: once
+// the stream is back, the outcome is stored promptly, once, and the alert acked without a
+// redelivery.
+func TestLostOutcomePublishIsRetriedPromptly(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	if err := h.js.DeleteStream(ctx, h.cfg.OutcomesStream); err != nil {
+		t.Fatal(err)
+	}
+	// Someone takes the publish and never acknowledges it, as a leaderless stream does.
+	lost := make(chan struct{}, 10)
+	sub, err := h.nc.Subscribe("soar.outcomes.>", func(*nats.Msg) { lost <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "pb", JSON: []byte(`{"status":"succeeded"}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{"id":"lost-ack-1"}`), nil)
+	h.run(h.q, rec.handle)
+	select {
+	case <-lost:
+	case <-time.After(waitFor):
+		t.Fatal("the outcome was never published")
+	}
+
+	if _, err := h.q.Ensure(ctx); err != nil { // the stream is back
+		t.Fatal(err)
+	}
+	back := time.Now()
+	h.waitMessages(h.cfg.OutcomesStream, "soar.outcomes.pb", 1)
+	if took := time.Since(back); took > 4*time.Second {
+		t.Errorf("outcome stored %s after its stream was back; want a retry within about 2 s", took.Round(time.Millisecond))
+	}
+	h.waitSettled()
+	if n := len(h.messages(h.cfg.OutcomesStream)); n != 1 {
+		t.Errorf("%d outcomes stored, want 1", n)
+	}
+	if n := len(rec.calls()); n != 1 {
+		t.Errorf("handled %d times, want 1: the publish should have been retried within the delivery", n)
+	}
+}
+
 // obsRecorder is a queue.Observer that counts what it hears.
 type obsRecorder struct {
 	mu       sync.Mutex
