@@ -176,29 +176,43 @@ func decide(ctx context.Context, decision string, args []string, env environ, st
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s sent for %s (%s, step %s of alert %s)\n", decision, before.ID, before.Playbook, before.Step, before.AlertID)
+	fmt.Fprintln(stdout, sentLine(decision, before))
 	if wait <= 0 {
 		return nil
 	}
+	applied, err := awaitApplied(ctx, ap, before, wait)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, applied)
+	return nil
+}
+
+// sentLine says what was sent, for `worker approve` and the console.
+func sentLine(decision string, before queue.ApprovalRecord) string {
+	return fmt.Sprintf("%s sent for %s (%s, step %s of alert %s)", decision, before.ID, before.Playbook, before.Step, before.AlertID)
+}
+
+// awaitApplied waits up to wait for a worker to apply a decision sent on the gate before, and
+// says what it did: decided, or counted one approval of several.
+func awaitApplied(ctx context.Context, ap *queue.Approvals, before queue.ApprovalRecord, wait time.Duration) (string, error) {
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		rec, err := ap.Get(ctx, before.ID)
 		if err != nil {
-			return err
+			return "", err
 		}
 		switch {
 		case rec.Decision != "":
-			fmt.Fprintf(stdout, "decided: %s by %s at %s; the run resumes\n", rec.Decision, strings.Join(rec.DecidedBy, ", "), rec.DecidedAt.Format(time.RFC3339))
-			return nil
+			return fmt.Sprintf("decided: %s by %s at %s; the run resumes", rec.Decision, strings.Join(rec.DecidedBy, ", "), rec.DecidedAt.Format(time.RFC3339)), nil
 		case len(rec.Votes) > len(before.Votes):
-			fmt.Fprintf(stdout, "counted: %d of %d approvals (%s); it waits for more\n", len(rec.Votes), rec.Approvers, strings.Join(voters(rec), ", "))
-			return nil
+			return fmt.Sprintf("counted: %d of %d approvals (%s); it waits for more", len(rec.Votes), rec.Approvers, strings.Join(voters(rec), ", ")), nil
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return "", ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return fmt.Errorf("no worker applied the decision within %s; it stays on the decisions stream for the next worker that runs", wait)
+	return "", fmt.Errorf("no worker applied the decision within %s; it stays on the decisions stream for the next worker that runs", wait)
 }

@@ -757,6 +757,24 @@ type replayer struct {
 	out       io.Writer
 }
 
+// openReplayer opens the dead-letter and alerts streams for replays that print their lines to
+// out: `worker dlq replay` and the console's replay button. It also returns the dead-letter
+// stream's info, whose time a dry run compares the duplicate windows with.
+func openReplayer(ctx context.Context, js jetstream.JetStream, cfg queue.Config, keep bool, out io.Writer) (*replayer, *jetstream.StreamInfo, error) {
+	dlq, dlqInfo, err := openStream(ctx, js, cfg.DLQStream, "dlq stream")
+	if err != nil {
+		return nil, nil, err
+	}
+	alerts, alertsInfo, err := openStream(ctx, js, cfg.AlertsStream, "alerts stream")
+	if err != nil {
+		return nil, nil, err
+	}
+	return &replayer{
+		js: js, cfg: cfg, dlq: dlq, alerts: alerts, keep: keep, out: out,
+		alertsDup: alertsInfo.Config.Duplicates, dlqDup: dlqInfo.Config.Duplicates,
+	}, dlqInfo, nil
+}
+
 // replayResult is what became of one dead letter.
 type replayResult int
 
@@ -807,18 +825,11 @@ func cmdDLQReplay(ctx context.Context, args []string, env environ, stdout, stder
 		return err
 	}
 	defer nc.Close()
-	dlq, dlqInfo, err := openStream(ctx, js, tf.cfg.DLQStream, "dlq stream")
+	r, dlqInfo, err := openReplayer(ctx, js, tf.cfg, keep, stdout)
 	if err != nil {
 		return err
 	}
-	alerts, alertsInfo, err := openStream(ctx, js, tf.cfg.AlertsStream, "alerts stream")
-	if err != nil {
-		return err
-	}
-	r := &replayer{
-		js: js, cfg: tf.cfg, dlq: dlq, alerts: alerts, keep: keep, out: stdout,
-		alertsDup: alertsInfo.Config.Duplicates, dlqDup: dlqInfo.Config.Duplicates,
-	}
+	dlq := r.dlq
 	counts := map[replayResult]int{}
 	bad, selected := 0, 0
 	each := func(d *deadLetter) bool {

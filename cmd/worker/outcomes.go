@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/riposte-soar/riposte/internal/engine"
 	"github.com/riposte-soar/riposte/internal/queue"
 )
 
@@ -27,13 +28,16 @@ type outcomeDoc struct {
 	Status     string    `json:"status"`
 	FinishedAt time.Time `json:"finished_at"`
 	Steps      []struct {
-		ID       string `json:"id"`
-		Status   string `json:"status"`
-		Error    string `json:"error"`
-		Replayed bool   `json:"replayed"`
+		ID       string               `json:"id"`
+		Action   string               `json:"action"`
+		Status   string               `json:"status"`
+		Error    string               `json:"error"`
+		Replayed bool                 `json:"replayed"`
+		Approval *engine.ApprovalInfo `json:"approval"`
 	} `json:"steps"`
-	Error    string `json:"error"`
-	ReplayOf string `json:"replay_of"`
+	Error     string `json:"error"`
+	ReplayOf  string `json:"replay_of"`
+	Simulated bool   `json:"simulated"`
 }
 
 // firstError is the outcome's own error, else its first step's.
@@ -76,6 +80,46 @@ func (q *outcomeQuery) match(m *jetstream.RawStreamMsg) (*outcomeDoc, bool) {
 		return nil, false
 	}
 	return &o, true
+}
+
+// newOutcomeQuery is the selection of `worker outcomes` and of the console's outcomes page:
+// an alert id, comma-separated playbooks (unmatched: alerts no playbook matched) and statuses,
+// each empty for any.
+func newOutcomeQuery(cfg queue.Config, alertID, playbooks, statuses string) (*outcomeQuery, error) {
+	q := &outcomeQuery{alertID: strings.TrimSpace(alertID)}
+	for _, st := range strings.Split(statuses, ",") {
+		if st = strings.TrimSpace(st); st == "" {
+			continue
+		}
+		if !slices.Contains(outcomeStatuses, st) {
+			return nil, fmt.Errorf("--status %q: the statuses are %s", st, strings.Join(outcomeStatuses, ", "))
+		}
+		q.statuses = append(q.statuses, st)
+	}
+	for _, pb := range strings.Split(playbooks, ",") {
+		if pb = strings.TrimSpace(pb); pb == "" {
+			continue
+		}
+		if strings.ContainsAny(pb, ".*> \t") {
+			return nil, fmt.Errorf("--playbook %q: a playbook name, without dots or wildcards", pb)
+		}
+		q.subjects = append(q.subjects, cfg.OutcomeSubject(pb))
+	}
+	if len(q.subjects) == 0 {
+		q.subjects = []string{cfg.OutcomesPrefix + ".>"}
+	}
+	return q, nil
+}
+
+// latest opens the outcomes stream and reads the newest limit outcomes the query selects (0:
+// every one), newest first; it also returns the stream's info, for a follow from its end.
+func (q *outcomeQuery) latest(ctx context.Context, js jetstream.JetStream, stream string, limit int) ([]storedOutcome, *jetstream.StreamInfo, error) {
+	_, info, err := openStream(ctx, js, stream, "outcomes stream")
+	if err != nil {
+		return nil, nil, err
+	}
+	found, err := q.newest(ctx, js, stream, info.State.FirstSeq, info.State.LastSeq, limit)
+	return found, info, err
 }
 
 // storedOutcome is one selected outcome and where it is stored.
@@ -180,28 +224,11 @@ func cmdOutcomes(ctx context.Context, args []string, env environ, _ io.Reader, s
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	q := &outcomeQuery{alertID: alertID, since: since.t, until: until.t}
-	for _, st := range strings.Split(statuses, ",") {
-		if st = strings.TrimSpace(st); st == "" {
-			continue
-		}
-		if !slices.Contains(outcomeStatuses, st) {
-			return fmt.Errorf("--status %q: the statuses are %s", st, strings.Join(outcomeStatuses, ", "))
-		}
-		q.statuses = append(q.statuses, st)
+	q, err := newOutcomeQuery(tf.cfg, alertID, playbooks, statuses)
+	if err != nil {
+		return err
 	}
-	for _, pb := range strings.Split(playbooks, ",") {
-		if pb = strings.TrimSpace(pb); pb == "" {
-			continue
-		}
-		if strings.ContainsAny(pb, ".*> \t") {
-			return fmt.Errorf("--playbook %q: a playbook name, without dots or wildcards", pb)
-		}
-		q.subjects = append(q.subjects, tf.cfg.OutcomeSubject(pb))
-	}
-	if len(q.subjects) == 0 {
-		q.subjects = []string{tf.cfg.OutcomesPrefix + ".>"}
-	}
+	q.since, q.until = since.t, until.t
 	switch {
 	case limit < 0:
 		return fmt.Errorf("--limit must be 0 (every one) or more, got %d", limit)
@@ -215,11 +242,7 @@ func cmdOutcomes(ctx context.Context, args []string, env environ, _ io.Reader, s
 		return err
 	}
 	defer nc.Close()
-	_, info, err := openStream(ctx, js, tf.cfg.OutcomesStream, "outcomes stream")
-	if err != nil {
-		return err
-	}
-	found, err := q.newest(ctx, js, tf.cfg.OutcomesStream, info.State.FirstSeq, info.State.LastSeq, limit)
+	found, info, err := q.latest(ctx, js, tf.cfg.OutcomesStream, limit)
 	if err != nil {
 		return err
 	}
