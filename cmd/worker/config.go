@@ -166,6 +166,7 @@ type settings struct {
 	vendorEnv   func(string) (string, error)
 	maxInFlight int
 	breaker     actions.GuardSettings
+	console     consoleSettings // the web console and the listener's TLS (console.go)
 	// warnings are settings that work but are likely a mistake, logged at start.
 	warnings []string
 	env      environ
@@ -218,6 +219,12 @@ func defineWorker(f *envFlags, s *settings) {
 	f.Duration(&q.DuplicateWindow, "duplicate-window", "RIPOSTE_DUPLICATE_WINDOW", d.DuplicateWindow, "Nats-Msg-Id de-duplication window of the streams the worker creates")
 	f.Int(&q.MaxAlertBytes, "max-alert-bytes", "RIPOSTE_MAX_ALERT_BYTES", d.MaxAlertBytes, "larger alerts are dead-lettered as too_large")
 	f.Duration(&q.GracePeriod, "grace-period", "RIPOSTE_GRACE_PERIOD", d.GracePeriod, "how long shutdown waits for alerts in flight")
+	c := &s.console
+	f.Bool(&c.enabled, "console", "RIPOSTE_CONSOLE", false, "serve the web console on --http-addr at /console (off a loopback address it needs --console-tokens or --http-client-ca)")
+	f.String(&c.tokensFile, "console-tokens", "RIPOSTE_CONSOLE_TOKENS", "", "file of console operators, one \"name token\" per line: an operator signs in with the token and decides as the name")
+	f.String(&c.tlsCert, "http-tls-cert", "RIPOSTE_HTTP_TLS_CERT", "", "PEM certificate (chain) for HTTPS on --http-addr; with --http-tls-key")
+	f.String(&c.tlsKey, "http-tls-key", "RIPOSTE_HTTP_TLS_KEY", "", "PEM private key of --http-tls-cert")
+	f.String(&c.clientCA, "http-client-ca", "RIPOSTE_HTTP_CLIENT_CA", "", "PEM CA certificates of console operators' client certificates (mutual TLS; the certificate's CN is the operator's name)")
 }
 
 // finish completes settings after parsing: derived values and the environment-only variables.
@@ -279,6 +286,9 @@ func (s *settings) finish(env environ) error {
 	s.natsAuth, err = natsAuth(env)
 	errs = append(errs, err)
 	s.warnings = settingWarnings(env)
+	warnings, err := s.console.finish(s.httpAddr)
+	errs = append(errs, err)
+	s.warnings = append(s.warnings, warnings...)
 	return errors.Join(errs...)
 }
 
@@ -326,6 +336,7 @@ func (s *settings) effective() map[string]any {
 		"max_deliver": q.MaxDeliver, "max_deliveries": q.MaxDeliveries, "ack_wait": q.AckWait.String(),
 		"grace_period": q.GracePeriod.String(), "stream_replicas": q.Replicas,
 		"breaker_failures": s.breaker.Failures, "breaker_open_for": s.breaker.OpenFor.String(),
+		"http_tls": s.console.tls != nil, "console": s.console.enabled, "console_auth": s.console.authName(),
 	}
 }
 

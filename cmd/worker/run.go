@@ -129,7 +129,7 @@ func cmdRun(ctx context.Context, args []string, env environ, _ io.Reader, _, std
 			zap.String("url", url), zap.String("store", store))
 	}
 	// Health answers from the start, readiness once the worker pulls alerts.
-	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, log)
+	_, stopHTTP, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, log, w.httpExtras())
 	if err != nil {
 		// Responding to alerts matters more than being watched: a second replica started on
 		// the same host with the default address keeps working, and says why it is not scraped.
@@ -204,9 +204,10 @@ func newMetrics() (*prometheus.Registry, *metrics.Metrics) {
 }
 
 // serveHTTP serves, on addr, /healthz (the process is up), /readyz (ready says why not, or nil)
-// and /metrics (reg in the Prometheus text format). An empty addr serves nothing. bound is the
-// address listened on, which differs from addr when addr asks for any free port.
-func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry, log *zap.Logger) (bound string, stop func(), err error) {
+// and /metrics (reg in the Prometheus text format), and what extra adds: HTTPS, the console.
+// An empty addr serves nothing. bound is the address listened on, which differs from addr when
+// addr asks for any free port.
+func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry, log *zap.Logger, extra httpExtras) (bound string, stop func(), err error) {
 	if addr == "" {
 		return "", func() {}, nil
 	}
@@ -229,17 +230,28 @@ func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry
 		_, _ = io.WriteString(w, "reloaded\n")
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: zap.NewStdLog(log)}))
+	if extra.console != nil {
+		mux.Handle("/console", extra.console)
+		mux.Handle("/console/", extra.console)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	// The server's own complaints (TLS handshakes a scanner broke off) are for debugging.
+	errLog, _ := zap.NewStdLogAt(log, zap.DebugLevel)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, TLSConfig: extra.tls, ErrorLog: errLog}
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if extra.tls != nil {
+			serve = func() error { return srv.ServeTLS(ln, "", "") }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("http server", zap.Error(err))
 		}
 	}()
-	log.Info("serving health and metrics endpoints", zap.String("addr", ln.Addr().String()))
+	log.Info("serving health and metrics endpoints", zap.String("addr", ln.Addr().String()),
+		zap.Bool("tls", extra.tls != nil), zap.Bool("console", extra.console != nil))
 	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -61,12 +61,15 @@ func startStackLogged(t *testing.T, dir string, tweak func(*settings), log *zap.
 	nc := queuetest.Connect(t, emb)
 	httpURL := ""
 	if s.httpAddr != "" { // as `worker run` does
-		bound, stop, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, zap.NewNop())
+		bound, stop, err := serveHTTP(s.httpAddr, w.ready, w.reload, reg, zap.NewNop(), w.httpExtras())
 		if err != nil {
 			t.Fatalf("serve http: %v", err)
 		}
 		t.Cleanup(stop)
 		httpURL = "http://" + bound
+		if s.console.tls != nil {
+			httpURL = "https://" + bound
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

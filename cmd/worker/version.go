@@ -71,12 +71,17 @@ func cmdVersion(_ context.Context, args []string, env environ, _ io.Reader, stdo
 // cmdHealthcheck asks the worker's own /readyz and exits 0 only when it is ready: the
 // container image has no shell or curl, so the binary probes itself.
 func cmdHealthcheck(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
-	var addr string
+	var addr, tlsCert string
 	var timeout time.Duration
 	f := newEnvFlags("healthcheck", env)
 	f.StringOrEmpty(&addr, "http-addr", "RIPOSTE_HTTP_ADDR", ":9464", "the worker's health and metrics address")
+	f.String(&tlsCert, "http-tls-cert", "RIPOSTE_HTTP_TLS_CERT", "", "the worker's HTTPS certificate: ask over HTTPS, trusting exactly that certificate")
 	f.Duration(&timeout, "timeout", "", 3*time.Second, "how long to wait for the answer")
 	if err := parseFlags(f, args, stderr); err != nil {
+		return err
+	}
+	client, scheme, err := probeClient(tlsCert)
+	if err != nil {
 		return err
 	}
 	if addr == "" {
@@ -91,11 +96,11 @@ func cmdHealthcheck(ctx context.Context, args []string, env environ, _ io.Reader
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, scheme+"://"+net.JoinHostPort(host, port)+"/readyz", nil)
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("not ready: %w", err)
 	}

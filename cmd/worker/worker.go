@@ -38,6 +38,8 @@ type runState struct {
 	nc       *nats.Conn
 	q        *queue.Queue
 	reloader *reloader
+	// approvals is the approvals bucket once run has opened it, for the console.
+	approvals *queue.Approvals
 }
 
 // reload is POST /-/reload: it answers why a reload was refused, or nil.
@@ -144,7 +146,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		Approvals: gates{ap: approvals, now: time.Now}, JournalWriteBudget: q.Config().AckWait,
 	})
 	rl := &reloader{w: w, eng: eng}
-	w.state.Store(&runState{nc: nc, q: q, reloader: rl})
+	w.state.Store(&runState{nc: nc, q: q, reloader: rl, approvals: approvals})
 	w.metrics.PlaybooksLoaded(false, true, time.Now())
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
