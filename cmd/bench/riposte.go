@@ -127,6 +127,26 @@ steps:
 	return os.WriteFile(filepath.Join(dir, "bench-quarantine.yaml"), []byte(pb), 0o644)
 }
 
+// stormPlaybook writes the storm case's playbook: one HEC quarantine whose other input is the
+// same for every alert, so that with batch (a `batch:` mapping; "" for none) alerts share calls.
+func stormPlaybook(dir, batch string) error {
+	pb := `name: bench-storm
+description: quarantines of one campaign
+on: [soar.alerts.bench.>]
+when: alert.type == "phishing" && alert.confidenceIndicator == "malicious"
+steps:
+  - id: quarantine
+    action: checkpoint.quarantine_entity
+    with:
+      entityIds: ${{ [alert.entityId] }}
+      entityActionParam: "riposte bench storm"
+`
+	if batch != "" {
+		pb += "    batch: " + batch + "\n"
+	}
+	return os.WriteFile(filepath.Join(dir, "bench-storm.yaml"), []byte(pb), 0o644)
+}
+
 // finishCounter hears every replica's deliveries end (beside the replica's metrics) and says
 // when the case's alerts are all acked.
 type finishCounter struct {

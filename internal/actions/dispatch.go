@@ -47,6 +47,9 @@ type Result struct {
 	// HeldBack says no request reached the vendor at all: its breaker was open or its bulkhead
 	// full. The alert should wait for the vendor, but this was no vendor failure.
 	HeldBack bool
+	// Batch is how many steps the vendor call that decided this one served (Batcher); 0 for a
+	// step that ran alone.
+	Batch int
 }
 
 // How one attempt ended, as Observer.ActionAttempted reports it.

@@ -186,6 +186,9 @@ type Options struct {
 	// of one alert never call a vendor for the same step at once, and serialises the runs of
 	// a playbook with a concurrency_key.
 	Locker Locker
+	// Batcher coalesces the calls of steps with `batch:` across alerts; nil means one on the
+	// engine's dispatcher, on real time.
+	Batcher *actions.Batcher
 	// Approvals, when set, keeps the approval gates of steps that have one; without it such a
 	// step fails.
 	Approvals Approvals
@@ -211,6 +214,9 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 	}
 	if opts.Log == nil {
 		opts.Log = zap.NewNop()
+	}
+	if opts.Batcher == nil {
+		opts.Batcher = actions.NewBatcher(d, opts.Log)
 	}
 	if opts.Observer == nil {
 		opts.Observer = nopObserver{}
@@ -665,7 +671,14 @@ func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbo
 		return fail(fmt.Errorf("step %q: action %q is not registered", st.ID, st.Action))
 	}
 	began := e.opts.Now()
-	r := e.dispatch.RunLogged(ctx, log, act, in, st.Retry)
+	var r actions.Result
+	if st.Batch != nil {
+		// One call with the same action's steps of other alerts; this step's share of it comes
+		// back as its own result, and the journal and claim below treat it as any other.
+		r = e.opts.Batcher.Run(ctx, log, act, in, st.Retry, *st.Batch)
+	} else {
+		r = e.dispatch.RunLogged(ctx, log, act, in, st.Retry)
+	}
 	so.Attempts, so.DurationMS = r.Attempts, e.opts.Now().Sub(began).Milliseconds()
 	if r.Err != nil {
 		so.Status, so.Error = StatusFailed, r.Err.Error()
@@ -681,7 +694,7 @@ func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbo
 	// same ones a journal replay will give.
 	jsonval.Normalize(r.Output)
 	so.Status, so.Output = StatusSucceeded, r.Output
-	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS))
+	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS), zap.Int("batch", r.Batch))
 	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
 	return so, stepEnd{}
 }

@@ -113,7 +113,7 @@ var topFields = table[*Playbook]{
 }
 
 // stepFields are the keys of one step. foreach and as come before if and with, which read
-// the item.
+// the item; batch comes last, as it reads the action, foreach and approval.
 var stepFields = table[*stepDraft]{
 	{key: "id", required: true, doc: "unique in the playbook; later steps read steps.<id>",
 		schema: func(*actions.Catalogue) obj { return obj{"type": "string", "pattern": stepIDRE.String()} },
@@ -158,6 +158,9 @@ var stepFields = table[*stepDraft]{
 	{key: "approval", doc: "people must approve before the step's vendor is called: prompt, timeout, on_timeout, approvers",
 		schema: func(cat *actions.Catalogue) obj { return objectSchema(approvalFields, cat) },
 		parse:  (*parser).parseApproval},
+	{key: "batch", doc: "share one vendor call with the same action's steps of other alerts: max_size, max_wait; only for actions that batch, not with foreach or approval",
+		schema: func(cat *actions.Catalogue) obj { return objectSchema(batchFields, cat) },
+		parse:  (*parser).parseBatch},
 }
 
 // defaultFields are the keys of `defaults:`, parsed as a step's are into the step every step

@@ -210,6 +210,9 @@ type Step struct {
 	As string
 	// Approval, when set, gates the step on people's decision.
 	Approval *Approval
+	// Batch, when set, coalesces the step's vendor call with the same action's steps of other
+	// alerts (`batch:`).
+	Batch *actions.BatchPolicy
 
 	book       *Playbook
 	spec       actions.Spec

@@ -101,6 +101,9 @@ func actionSchema(spec actions.Spec) obj {
 		"description": spec.Doc,
 		"properties":  obj{"action": obj{"const": spec.Name}, "with": with},
 	}
+	if spec.Batch == nil {
+		branch["properties"].(obj)["batch"] = false // one call of it serves one target
+	}
 	if len(required) > 0 {
 		with["type"] = "object"
 		with["required"] = required

@@ -165,6 +165,9 @@ steps:
 		{"bad defaults key", "steps:", "defaults: {if: x}\nsteps:"},
 		{"bad as", "    with:", "    foreach: [a]\n    as: 2x\n    with:"},
 		{"foreach that is text", "    with:", "    foreach: hosts\n    with:"},
+		{"batch on an action that cannot batch", "    with:", "    batch: {max_size: 10}\n    with:"},
+		{"bad batch size", "gravityzone.isolate_endpoint\n    with: {endpointId: \"${{ alert.endpointId }}\"}",
+			"checkpoint.quarantine_entity\n    with: {entityIds: [e1]}\n    batch: {max_size: 1}"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,6 +77,7 @@ type Fake struct {
 	isolated    map[string]bool
 	rules       []fakeRule
 	incidents   map[string]*FakeIncident // by type + "/" + id
+	refused     map[string]string        // lower-case hash → why addToBlocklist refuses it
 }
 
 type fakeRule struct {
@@ -132,6 +133,18 @@ func (f *Fake) AddBlocklistItem(hashType int64, hash, companyID, sourceInfo stri
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.addItem(hashType, hash, companyID, sourceInfo)
+}
+
+// RefuseHash makes every addToBlocklist whose hashList holds hash fail as a whole, with
+// JSON-RPC invalid params naming the hash and message, listing none of its hashes: the service
+// answers for a request, not for each hash.
+func (f *Fake) RefuseHash(hash, message string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refused == nil {
+		f.refused = map[string]string{}
+	}
+	f.refused[strings.ToLower(hash)] = message
 }
 
 // BlocklistItems returns copies of the blocklist's items, oldest first.
@@ -499,6 +512,11 @@ func (f *Fake) addToBlocklist(p fakeParams) (any, *rpcFault) {
 	for i, h := range hashes {
 		if checkHex(h) != nil || len(h) != hashLen(t) {
 			return nil, invalidParams("hashList[%d] %q is not a %s hash, as hashType %d says", i, h, strings.ToUpper(hashName(t)), t)
+		}
+	}
+	for i, h := range hashes {
+		if msg, ok := f.refused[strings.ToLower(h)]; ok {
+			return nil, invalidParams("hashList[%d] %q: %s", i, h, msg)
 		}
 	}
 	company := p.str("companyId")
