@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -155,9 +156,18 @@ const maxLockWait = 2 * time.Second
 
 // Journal stores the results of steps that succeeded, so a redelivered alert does not repeat
 // vendor calls. The queue package implements it on a JetStream key-value bucket.
+//
+// A Put error with a Permanent() bool method that answers true (a record too large for the
+// server) is not tried again.
 type Journal interface {
 	Get(ctx context.Context, key string) (value []byte, ok bool, err error)
 	Put(ctx context.Context, key string, value []byte) error
+}
+
+// permanent says whether a journal write can never succeed, however often it is tried.
+func permanent(err error) bool {
+	var p interface{ Permanent() bool }
+	return errors.As(err, &p) && p.Permanent()
 }
 
 // Observer hears each playbook run and each step as they finish; the worker's metrics
@@ -749,7 +759,7 @@ func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, lo
 			try, cancelTry := context.WithTimeout(budget, journalTryTimeout)
 			err = e.journal.Put(try, key, b)
 			cancelTry()
-			if err == nil || budget.Err() != nil {
+			if err == nil || budget.Err() != nil || permanent(err) {
 				break
 			}
 			t := time.NewTimer(wait)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -32,10 +33,21 @@ func (j *Journal) Get(ctx context.Context, key string) ([]byte, bool, error) {
 // Put stores a record under key.
 func (j *Journal) Put(ctx context.Context, key string, value []byte) error {
 	if _, err := j.kv.Put(ctx, key, value); err != nil {
-		return fmt.Errorf("write step journal %q: %w", key, err)
+		err = fmt.Errorf("write step journal %q: %w", key, err)
+		if errors.Is(err, nats.ErrMaxPayload) {
+			return unstorable{err}
+		}
+		return err
 	}
 	return nil
 }
+
+// unstorable is a write the server can never take (larger than its max payload): trying again
+// cannot help, and says so to whoever retries (engine.Journal's Permanent).
+type unstorable struct{ error }
+
+func (unstorable) Permanent() bool { return true }
+func (u unstorable) Unwrap() error { return u.error }
 
 // DeliveryCounts are what the journal remembers of an alert's earlier deliveries.
 type DeliveryCounts struct {
