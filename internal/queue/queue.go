@@ -452,10 +452,11 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 // while it has none to give: a pull lost with the consumer's leader is noticed after two missed
 // heartbeats, not at the end of the wait. Heartbeats come only while the pull is idle, so they
 // cost nothing per alert; a long wait keeps an idle worker's requests (and its check that the
-// consumer still exists) few.
+// consumer still exists) few. Not shorter than a second: on a busy machine the server's
+// heartbeats run late (at 0.5 s, the hanging-vendor test gave up a live pull every 20 s or so).
 const (
 	fetchWait      = 5 * time.Second
-	fetchHeartbeat = 500 * time.Millisecond
+	fetchHeartbeat = time.Second
 )
 
 // rebind checks that the consumer still exists and, if an operator deleted it or its stream,
