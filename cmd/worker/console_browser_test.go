@@ -65,11 +65,17 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	got, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
-	if err != nil {
-		t.Fatalf("the text of %s: %v", sel, err)
+	for {
+		got, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel), chromedp.NodeVisible))
+		if err == nil {
+			return got
+		}
+		// A form's submit replaces the page: a node found on the page before it is gone by the
+		// time its text is asked for. The next query finds it on the new page.
+		if !strings.Contains(err.Error(), "No node with given id") || sctx.Err() != nil {
+			t.Fatalf("the text of %s: %v", sel, err)
+		}
 	}
-	return got
 }
 
 func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }

@@ -254,18 +254,29 @@ func (e *Engine) Playbooks() []*playbook.Playbook {
 func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	var res Result
 	realRetry := false // some run stopped on a vendor's failure, not only on a held-back vendor
+	// The subject is split once for every playbook's filters. env is what every playbook's
+	// vars and `when` read, made at the first playbook on the subject and shared by the rest
+	// (its Vars set for each): most playbooks end there, and only one whose `when` holds gets
+	// an environment of its own, for its run.
+	subject := playbook.SplitSubject(a.Subject)
+	var env *playbook.Env
 	for _, pb := range e.Playbooks() {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
 			res.Retry = true
 			break
 		}
-		if !pb.MatchesSubject(a.Subject) || (a.ResumePlaybook != "" && pb.Name != a.ResumePlaybook) {
+		if !pb.Matches(subject) || (a.ResumePlaybook != "" && pb.Name != a.ResumePlaybook) {
 			continue
 		}
-		env := e.env(a, pb)
-		vars, err := pb.EvalVars(env)
-		env.Vars = vars
+		if env == nil {
+			env = e.env(a)
+		}
+		env.Vars = nil
+		var err error
+		if pb.HasVars() {
+			env.Vars, err = pb.EvalVars(env)
+		}
 		match := false
 		if err == nil {
 			match, err = pb.When(env)
@@ -282,7 +293,14 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		if !match {
 			continue
 		}
-		out, end := e.runLocked(ctx, a, pb, env)
+		// The run sees the instant and vars its `when` saw, and keeps its steps.
+		run := &playbook.Env{Alert: env.Alert, Subject: env.Subject, Headers: env.Headers, AlertID: env.AlertID,
+			Vars: env.Vars, Now: env.Now, Steps: make(map[string]playbook.StepState, len(pb.Steps))}
+		if run.Vars == nil {
+			run.Vars = map[string]any{} // as EvalVars gives a playbook without vars: the run's own
+		}
+		out, end := e.runLocked(ctx, a, pb, run)
+		env.Now = e.now() // a run takes time: the next playbook's `when` sees an instant of its own
 		if end.park {
 			res.Parked++
 			continue
@@ -317,11 +335,9 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 // now is truncated to milliseconds: outcomes are read by people and by tools, not by clocks.
 func (e *Engine) now() time.Time { return e.opts.Now().UTC().Truncate(time.Millisecond) }
 
-func (e *Engine) env(a Alert, pb *playbook.Playbook) *playbook.Env {
-	return &playbook.Env{
-		Alert: a.Body, Subject: a.Subject, Headers: a.Headers, AlertID: a.ID,
-		Steps: make(map[string]playbook.StepState, len(pb.Steps)), Now: e.now(),
-	}
+// env is what the vars and `when`s of a's playbooks read: no step has run yet.
+func (e *Engine) env(a Alert) *playbook.Env {
+	return &playbook.Env{Alert: a.Body, Subject: a.Subject, Headers: a.Headers, AlertID: a.ID, Now: e.now()}
 }
 
 func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {

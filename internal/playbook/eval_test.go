@@ -4,10 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/expr-lang/expr/vm"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 )
@@ -409,6 +412,47 @@ func TestConcurrentEvaluation(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// One Env may be used by several goroutines at once: the renderer it keeps goes to one
+// evaluation at a time, and the others make their own.
+func TestEnvSharedByGoroutines(t *testing.T) {
+	t.Parallel()
+	b := loadValid(t)["phishing-quarantine"]
+	env := &Env{Alert: map[string]any{"type": "phishing", "confidenceIndicator": "malicious", "eventId": "e", "entityId": "x"},
+		AlertID: "a", Now: testNow}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if ok, err := b.When(env); err != nil || !ok {
+					t.Errorf("When = %v, %v", ok, err)
+					return
+				}
+				if in, err := b.Steps[1].Render(env); err != nil || in["entityActionParam"] != "by riposte for a on 2026-11-22" {
+					t.Errorf("Render = %v, %v", in, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// A member read on the alert, on vars or on what the alert holds is no reflective fetch: every
+// playbook's `when` reads the alert for every alert (fetchPatch).
+func TestMembersReadWithoutReflection(t *testing.T) {
+	t.Parallel()
+	for _, src := range []string{`alert.type == "x"`, `alert["type"] == "x"`, `alert.sender.domain == "x"`, `vars.v == 1`,
+		`any(alert.endpoints, .os == "linux")`, `host.name == "x"`} {
+		prog, err := compile(src, scope{item: "host"}, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(prog.prog.Bytecode, vm.OpFetch) {
+			t.Errorf("%s: compiled with OpFetch:\n%s", src, prog.prog.Disassemble())
+		}
+	}
 }
 
 func BenchmarkWhen(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
+	"github.com/expr-lang/expr/vm/runtime"
 )
 
 // scope is what an expression may read beyond the run's environment.
@@ -31,12 +33,21 @@ type program struct {
 // checks the patterns and networks written as literals in helper calls, so a bad one fails at
 // load. asBool makes the expression a condition.
 func compile(src string, sc scope, asBool bool) (*program, error) {
+	return compileFetching(src, sc, asBool, true)
+}
+
+// compileFetching is compile, with fetchPatch or (in tests that compare) without.
+func compileFetching(src string, sc scope, asBool, fetching bool) (*program, error) {
 	opts := append([]expr.Option{expr.Env(exprEnv{}), expr.Patch(outputPatch{})}, helperOptions...)
 	if asBool {
 		opts = append(opts, expr.AsBool())
 	}
 	if sc.item != "" {
 		opts = append(opts, expr.Patch(itemPatch{sc.item}))
+	}
+	if fetching {
+		// Last: it reads the types the checker gave the tree after the patches above.
+		opts = append(opts, expr.Patch(fetchPatch{}))
 	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
@@ -85,6 +96,65 @@ func (outputPatch) Visit(node *ast.Node) {
 	}
 	m.Optional = true
 	ast.Patch(node, &ast.ChainNode{Node: m})
+}
+
+// fetchPatch makes a member access with a literal name, `x.name` or `x["name"]`, on a value that
+// may be a map[string]any (the alert, vars, anything inside the alert) a call to fetchField.
+// expr reads such a member through reflection (runtime.Fetch), which also allocates a copy of
+// every value it reads, and every playbook's `when` reads the alert this way for every alert.
+// The call goes through exprEnv.Fetch, a field of a function type expr calls without
+// reflection (OpCallTyped); a function given with expr.Function would allocate its arguments'
+// slice at every run. Optional accesses (`?.`), which expr compiles as jumps, and method calls
+// are left alone.
+type fetchPatch struct{}
+
+// fetchName is exprEnv.Fetch's name in expressions, which no expression can write.
+const fetchName = "fetch field"
+
+func (fetchPatch) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok || m.Optional || m.Method {
+		return
+	}
+	name, ok := m.Property.(*ast.StringNode)
+	if !ok || !mayBeObject(m.Node) {
+		return
+	}
+	ast.Patch(node, &ast.CallNode{
+		Callee:    &ast.IdentifierNode{Value: fetchName},
+		Arguments: []ast.Node{m.Node, &ast.StringNode{Value: name.Value}},
+	})
+}
+
+// mayBeObject says whether n's value, as the checker typed it, may be a map[string]any: a
+// map[string]any itself, any, a predicate's item the checker could not type (`.os` in
+// `any(alert.endpoints, .os == "linux")`), or an access fetchPatch has just rewritten (not
+// typed yet). Anything else keeps expr's member access, and with it the checks at load:
+// `steps.x.outptu` on a struct, `$env.name` (whose `$env` the checker leaves untyped).
+func mayBeObject(n ast.Node) bool {
+	switch n := n.(type) {
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		return ok && id.Value == fetchName
+	case *ast.PointerNode:
+		if n.Nature().Type == nil {
+			return true
+		}
+	}
+	t := n.Nature().Type
+	return t == objectType || t != nil && t.Kind() == reflect.Interface && t.NumMethod() == 0
+}
+
+var objectType = reflect.TypeFor[map[string]any]()
+
+// fetchField is `from.name` (exprEnv.Fetch): a map[string]any is indexed directly; anything
+// else goes to expr's own runtime.Fetch, so the result, and the error for a value that has no
+// such member, are expr's. FuzzFetchPatch holds it to expr's.
+func fetchField(from, name any) any {
+	if m, ok := from.(map[string]any); ok {
+		return m[name.(string)]
+	}
+	return runtime.Fetch(from, name)
 }
 
 // A VM keeps its stack between runs; pooling them saves an allocation per evaluation on the hot
@@ -148,14 +218,22 @@ type refVisitor struct {
 }
 
 func (v *refVisitor) Visit(node *ast.Node) {
-	m, ok := (*node).(*ast.MemberNode)
-	if !ok {
+	var base, prop ast.Node
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		base, prop = n.Node, n.Property
+	case *ast.CallNode: // a member access fetchPatch rewrote
+		if id, ok := n.Callee.(*ast.IdentifierNode); !ok || id.Value != fetchName {
+			return
+		}
+		base, prop = n.Arguments[0], n.Arguments[1]
+	default:
 		return
 	}
-	if id, ok := m.Node.(*ast.IdentifierNode); !ok || id.Value != v.root {
+	if id, ok := base.(*ast.IdentifierNode); !ok || id.Value != v.root {
 		return
 	}
-	if s, ok := m.Property.(*ast.StringNode); ok {
+	if s, ok := prop.(*ast.StringNode); ok {
 		for _, seen := range v.names {
 			if seen == s.Value {
 				return
@@ -169,13 +247,20 @@ func (v *refVisitor) Visit(node *ast.Node) {
 type renderer struct {
 	env *exprEnv
 	vm  *vm.VM
+	of  *Env // the Env this renderer is kept in (Env.renderer), which release hands it back to
 }
 
 func newRenderer(env *exprEnv) *renderer {
 	return &renderer{env: env, vm: vmPool.Get().(*vm.VM)}
 }
 
-func (r *renderer) release() { vmPool.Put(r.vm) }
+func (r *renderer) release() {
+	vmPool.Put(r.vm)
+	r.vm = nil
+	if r.of != nil {
+		r.of.busy.Store(false)
+	}
+}
 
 // run evaluates an expression; its error quotes the expression.
 func (r *renderer) run(p *program) (any, error) {

@@ -2,12 +2,19 @@ package playbook
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/expr-lang/expr/file"
+	"github.com/nats-io/nats-server/v2/server"
 )
 
 var (
@@ -135,4 +142,123 @@ func FuzzRender(f *testing.F) {
 			t.Fatal("an error without a message")
 		}
 	})
+}
+
+// Matching is the server's: whatever the subject and whatever filter the loader accepts, a
+// playbook matches as server.SubjectMatchesFilter does, split once (Matches) or not.
+func FuzzMatchTokens(f *testing.F) {
+	for _, s := range [][2]string{
+		{"soar.alerts.checkpoint.phishing", "soar.alerts.checkpoint.>"}, {"soar.alerts.checkpoint", "soar.alerts.checkpoint.>"},
+		{"soar.alerts.x", "soar.alerts.*"}, {"soar.alerts", "soar.alerts.*"}, {"soar.alerts.x.y", "soar.*.x.y"},
+		{"", ">"}, {"", "soar.>"}, {"soar.", "soar.*"}, {"soar..x", "soar.*.x"}, {"a.*.b", "a.*.b"}, {"a.*.b", "a.x.b"},
+		{"a.>", "a.>"}, {"a.>", "a.*"}, {"a.b", "a.b.c"}, {"a.b.c", "a.b"}, {">", "*"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, subject, filter string) {
+		if checkFilter(filter) != "" {
+			return
+		}
+		want := server.SubjectMatchesFilter(subject, filter)
+		loaded := &Playbook{On: []string{filter}, filters: [][]string{splitTokens(nil, filter)}}
+		for _, p := range []*Playbook{loaded, {On: []string{filter}}} {
+			if got := p.MatchesSubject(subject); got != want {
+				t.Fatalf("MatchesSubject(%q) with %q = %v; the server says %v", subject, filter, got, want)
+			}
+			if got := p.Matches(SplitSubject(subject)); got != want {
+				t.Fatalf("Matches(%q) with %q = %v; the server says %v", subject, filter, got, want)
+			}
+		}
+	})
+}
+
+// fetchPatch changes how members are read, not what they read: whatever the expression and the
+// alert, it compiles, evaluates and fails as it would without the patch, with the same value or
+// the same message.
+func FuzzFetchPatch(f *testing.F) {
+	const alert = `{"type": "phishing", "n": 2, "s": "abc", "tags": ["a", "b"], "a": {"b": [1, {"c": "d"}], "e": null},
+		"endpoints": [{"id": "1", "os": "linux"}, {"id": "2"}], "sender": {"domain": "evil.example"}}`
+	for _, src := range []string{
+		`alert.type`, `alert.type == "phishing" && alert.n > 1`, `alert["type"]`, `alert.missing`, `alert.a.b`,
+		`alert.a.b[1].c`, `alert.a.e.f`, `alert.s.x`, `alert.tags.x`, `alert.tags[0]`, `alert.n.x`, `alert.a.b.c`,
+		`alert?.a.b`, `alert.a?.e?.f`, `alert.a.e?.f.g`, `alert.missing ?? "d"`, `alert.a.e ?? alert.type`,
+		`"a" in alert.tags`, `alert.sender.domain endsWith ".example"`, `any(alert.endpoints, .os == "linux")`,
+		`filter(alert.endpoints, .id == "2")`, `map(alert.endpoints, #.id)`, `map(alert.endpoints, #?.os)`,
+		`{"x": {"y": 1}}.x.y`, `{"x": 1}.z`, `let e = alert.endpoints[0]; e.os + e.id`, `host.id`, `host.os.name`,
+		`vars.v`, `vars.v.w`, `steps.q.output.tasks`, `steps.q.status`, `headers.h`, `$env.alert.type`,
+		`alert.a.b[5]`, `len(alert.tags) + alert.n`, `alert.type.length`, `dig(alert, "a.b.1.c", "x")`,
+		`toJSON(alert.a)`, `alert.endpoints[1].os == nil`, `alert.x.y.z`, `alert.n + alert.s`, `alrt.type == "x"`,
+		`map(alert.a.b, #.c)`, `all(alert.endpoints, .id.x == nil)`, `steps.q.outptu`, `steps.nope.output.x.y`,
+		`subject.x`, `now().Year`, `since(alert.t).x`, `alert.n.Hours()`, `[alert][0].type`, `(alert.a).b`, `$env.A`, `$env["alert"].a.b`, `#.x`, `.x`,
+		`map(alert.endpoints, map(alert.tags, #.x))`, `reduce(alert.endpoints, #acc + #.id, "")`, `alert.A.A % []`,
+		`subject + alert_id`, `now() == now()`, `since("2026-11-22T09:00:00Z")`, `headers["h"] + headers.x`, `vars`, `steps`,
+		`host`, `alert`, `nope`, `now`, `any`, `len(steps)`, `steps.q.output?.tasks`, `type(host)`, `alert.x(nope)`,
+	} {
+		f.Add(src, []byte(alert))
+	}
+	f.Fuzz(func(t *testing.T, src string, alertJSON []byte) {
+		var alert map[string]any
+		_ = json.Unmarshal(alertJSON, &alert)
+		sc := scope{item: "host"}
+		patched, perr := compileFetching(src, sc, false, true)
+		plain, err := compileFetching(src, sc, false, false)
+		// A member read the patch made is typed any where expr's own read of a member of any is
+		// typed unknown, so a type error may name the one or the other, at the same place.
+		if (perr == nil) != (err == nil) || perr != nil && errorAt(perr) != errorAt(err) {
+			t.Fatalf("compile %q: %v with the patch, %v without", src, perr, err)
+		}
+		if err != nil {
+			return
+		}
+		env := &Env{Alert: alert, Subject: "soar.alerts.x", AlertID: "id-1", Headers: map[string]string{"h": "v"}, Now: testNow,
+			Vars:  map[string]any{"v": map[string]any{"w": 1.0}},
+			Steps: map[string]StepState{"q": {Status: "succeeded", Output: map[string]any{"tasks": []any{"t"}}}}}
+		x := env.exprEnv(env.Vars, alert["a"]) // one for both, so `$env` is the same value
+		run := func(p *program) (any, error) {
+			r := newRenderer(x)
+			defer r.release()
+			return r.run(p)
+		}
+		got, gerr := run(patched)
+		want, werr := run(plain)
+		if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(forDeepEqual(got), forDeepEqual(want)) {
+			t.Fatalf("%q: %#v, %v with the patch; %#v, %v without", src, got, gerr, want, werr)
+		}
+	})
+}
+
+// forDeepEqual is v for reflect.DeepEqual, with what DeepEqual never finds equal made equal: NaN,
+// and functions (now, since), which are new closures in every environment.
+func forDeepEqual(v any) any {
+	switch t := v.(type) {
+	case float64:
+		if math.IsNaN(t) {
+			return "NaN"
+		}
+	case []any:
+		out := make([]any, len(t))
+		for i, e := range t {
+			out[i] = forDeepEqual(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			out[k] = forDeepEqual(e)
+		}
+		return out
+	}
+	if v != nil && reflect.TypeOf(v).Kind() == reflect.Func {
+		return "func"
+	}
+	return v
+}
+
+// errorAt is where an expression's error is, or its message when it has no position.
+func errorAt(err error) string {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		return fmt.Sprintf("%d:%d", fe.Line, fe.Column)
+	}
+	return err.Error()
 }

@@ -8,9 +8,10 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/expr-lang/expr/vm"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 )
@@ -72,6 +73,7 @@ type Playbook struct {
 	// must call no vendor; its outcome says "shadowed".
 	Shadow bool
 
+	filters        [][]string // On, each cut into its tokens at load (nil in a Playbook not loaded)
 	when           *program   // nil: every alert on a matching subject runs the playbook
 	concurrencyKey *valueExpr // nil: runs may overlap
 	vars           []varDef   // in the order declared
@@ -82,6 +84,16 @@ type varDef struct {
 	name string
 	val  value
 }
+
+// HasVars says whether the playbook has `vars:`; EvalVars of one without gives an empty map.
+func (p *Playbook) HasVars() bool { return len(p.vars) > 0 }
+
+// noEntries and noSteps are what a `when` reads as vars and steps where its Env has none. No
+// expression can change a map, and a `when` gives out only a bool, so no caller sees them.
+var (
+	noEntries = map[string]any{}
+	noSteps   = map[string]StepState{}
+)
 
 // HasConcurrencyKey says whether runs of the playbook are serialised per key.
 func (p *Playbook) HasConcurrencyKey() bool { return p.concurrencyKey != nil }
@@ -108,10 +120,29 @@ func (p *Playbook) ConcurrencyKey(env *Env) (string, error) {
 }
 
 // MatchesSubject reports whether subject matches one of the playbook's `on` filters, with NATS
-// wildcard semantics: '*' is exactly one token, '>' one or more trailing tokens.
+// wildcard semantics: '*' is exactly one token, '>' one or more trailing tokens. To match one
+// subject against many playbooks, split it once and use Matches.
 func (p *Playbook) MatchesSubject(subject string) bool {
-	for _, f := range p.On {
-		if server.SubjectMatchesFilter(subject, f) {
+	var buf [16]string // on the stack: matching allocates nothing for subjects of up to 16 tokens
+	return p.matches(splitTokens(buf[:0], subject))
+}
+
+// Matches is MatchesSubject for a subject split once by SplitSubject.
+func (p *Playbook) Matches(s Subject) bool { return p.matches(s.tokens) }
+
+func (p *Playbook) matches(subject []string) bool {
+	if len(p.filters) != len(p.On) {
+		// Not made by the loader, which splits the filters: split them now.
+		for _, f := range p.On {
+			var buf [16]string
+			if matchTokens(subject, splitTokens(buf[:0], f)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, f := range p.filters {
+		if matchTokens(subject, f) {
 			return true
 		}
 	}
@@ -127,7 +158,7 @@ func (p *Playbook) EvalVars(env *Env) (map[string]any, error) {
 	if len(p.vars) == 0 {
 		return out, nil
 	}
-	r := newRenderer(env.exprEnv(out, nil))
+	r := env.renderer(out, nil)
 	defer r.release()
 	for _, v := range p.vars {
 		val, err := v.val.render(r)
@@ -157,7 +188,7 @@ func (p *Playbook) prepare(env *Env, item any) (*renderer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newRenderer(env.exprEnv(vars, item)), nil
+	return env.renderer(vars, item), nil
 }
 
 // When evaluates the playbook's `when`; it is true when the playbook has none.
@@ -170,6 +201,15 @@ func (p *Playbook) When(env *Env) (bool, error) {
 		return false, err
 	}
 	defer r.release()
+	// A `when` comes before any step and its result is a bool, so it may read vars and steps
+	// that are shared and empty where env has none: the engine evaluates every playbook's
+	// `when` in one Env with neither, and makes a run's own only for one that holds.
+	if r.env.Vars == nil {
+		r.env.Vars = noEntries
+	}
+	if r.env.Steps == nil {
+		r.env.Steps = noSteps
+	}
 	ok, err := r.runBool(p.when)
 	if err != nil {
 		return false, fmt.Errorf("playbook %q when %s", p.Name, err)
@@ -358,6 +398,43 @@ type Env struct {
 	// Now is what now() returns and since() measures from, so a run sees one instant and tests
 	// control it; the zero time means the wall clock.
 	Now time.Time
+
+	// kept is the renderer and expression environment of the last evaluation in this Env,
+	// reused by the next: the engine evaluates every playbook's `when` for one alert in one
+	// Env, and each would otherwise allocate its own. busy is set while an evaluation uses
+	// them; one that finds it set (the Env used by two goroutines at once) makes its own.
+	kept *keptRenderer
+	busy atomic.Bool
+}
+
+// keptRenderer is what Env.renderer keeps between evaluations.
+type keptRenderer struct {
+	r   renderer
+	env exprEnv
+	now time.Time // the Env's Now that env.Now and env.Since were made for
+}
+
+// renderer readies one evaluation in e, against e's fields as they are now and vars and item:
+// e's kept renderer when no other evaluation holds it, else a new one. release hands it back.
+func (e *Env) renderer(vars map[string]any, item any) *renderer {
+	if e == nil || !e.busy.CompareAndSwap(false, true) {
+		return newRenderer(e.exprEnv(vars, item))
+	}
+	k := e.kept
+	if k == nil || k.now != e.Now { // ==, not Equal: now() returns Now itself, with its location
+		if k == nil {
+			k = new(keptRenderer)
+			k.r = renderer{env: &k.env, of: e}
+			k.env.Fetch = fetchField
+			e.kept = k
+		}
+		c := clock(e.Now)
+		k.env.Now, k.env.Since, k.now = c.now, c.since, e.Now
+	}
+	k.env.Alert, k.env.Subject, k.env.Headers, k.env.AlertID = e.Alert, e.Subject, e.Headers, e.AlertID
+	k.env.Steps, k.env.Vars, k.env.Item = e.Steps, vars, item
+	k.r.vm = vmPool.Get().(*vm.VM)
+	return &k.r
 }
 
 // exprEnv is the expression environment's shape: expressions are type-checked against it at
@@ -374,6 +451,8 @@ type exprEnv struct {
 	// Item is the current item of a step's foreach. Its name cannot be written in an
 	// expression: the loader renames the step's `as` name to it, in that step only.
 	Item any `expr:"foreach item"`
+	// Fetch is fetchField, which `x.name` calls once compile's fetchPatch has rewritten it.
+	Fetch func(from, name any) any `expr:"fetch field"`
 }
 
 // itemName is exprEnv.Item's name in expressions, after the loader's renaming.
@@ -394,5 +473,6 @@ func (e *Env) exprEnv(vars map[string]any, item any) *exprEnv {
 		Now:     c.now,
 		Since:   c.since,
 		Item:    item,
+		Fetch:   fetchField,
 	}
 }
