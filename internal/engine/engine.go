@@ -210,7 +210,7 @@ type Options struct {
 
 // Engine runs alerts against a fixed set of playbooks.
 type Engine struct {
-	playbooks atomic.Pointer[[]*playbook.Playbook]
+	playbooks atomic.Pointer[playbook.Set]
 	registry  *actions.Registry
 	dispatch  *actions.Dispatcher
 	journal   Journal
@@ -242,31 +242,30 @@ func New(pbs []*playbook.Playbook, reg *actions.Registry, d *actions.Dispatcher,
 // SetPlaybooks swaps in a new set of playbooks (a reload). Alerts already running finish on
 // the set they started with; the next alert sees the new one.
 func (e *Engine) SetPlaybooks(pbs []*playbook.Playbook) {
-	e.playbooks.Store(&pbs)
+	e.playbooks.Store(playbook.NewSet(pbs))
 }
 
 // Playbooks is the set new alerts run against.
 func (e *Engine) Playbooks() []*playbook.Playbook {
-	return *e.playbooks.Load()
+	return e.playbooks.Load().All()
 }
 
 // Process runs every matching playbook for one alert.
 func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	var res Result
 	realRetry := false // some run stopped on a vendor's failure, not only on a held-back vendor
-	// The subject is split once for every playbook's filters. env is what every playbook's
-	// vars and `when` read, made at the first playbook on the subject and shared by the rest
-	// (its Vars set for each): most playbooks end there, and only one whose `when` holds gets
-	// an environment of its own, for its run.
-	subject := playbook.SplitSubject(a.Subject)
+	// env is what every playbook's vars and `when` read, made at the first playbook on the
+	// subject and shared by the rest (its Vars set for each): most playbooks end there, and
+	// only one whose `when` holds gets an environment of its own, for its run.
 	var env *playbook.Env
-	for _, pb := range e.Playbooks() {
+	var buf [16]*playbook.Playbook
+	for _, pb := range e.playbooks.Load().Matching(buf[:0], a.Subject) {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
 			res.Retry = true
 			break
 		}
-		if !pb.Matches(subject) || (a.ResumePlaybook != "" && pb.Name != a.ResumePlaybook) {
+		if a.ResumePlaybook != "" && pb.Name != a.ResumePlaybook {
 			continue
 		}
 		if env == nil {
@@ -391,6 +390,10 @@ func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *p
 	for _, st := range pb.Steps {
 		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
 		observed := so.Status
+		if !stopped && ctx.Err() != nil {
+			// Shut down between steps: no new vendor call; the run comes back whole.
+			out.Status, stopped, end.retry = StatusFailed, true, true
+		}
 		if !stopped {
 			var se stepEnd
 			so, se = e.step(ctx, a, pb, st, env, log)

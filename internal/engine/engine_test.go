@@ -541,7 +541,7 @@ func TestJournalWriteIsBoundedAndOutlivesShutdown(t *testing.T) {
 	defer cancel()
 	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
 		cancel() // shutdown arrives as the vendor answers
-		return actions.Output{"state": "open"}, nil
+		return actions.Output{"state": "open", "x": "e2"}, nil
 	})
 	began := time.Now()
 	res := f.eng.Process(ctx, phishing())
@@ -550,6 +550,9 @@ func TestJournalWriteIsBoundedAndOutlivesShutdown(t *testing.T) {
 	}
 	if !res.Retry {
 		t.Errorf("result %+v: a run cut short by shutdown must come back", res)
+	}
+	if n := f.block.callCount(); n != 0 {
+		t.Errorf("the step after shutdown called its vendor %d times, want none", n)
 	}
 	if n := f.journal.putCount(); n < 3 {
 		t.Errorf("%d journal writes tried after shutdown began, want them retried within the budget", n)

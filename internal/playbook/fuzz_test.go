@@ -8,13 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/expr-lang/expr/file"
-	"github.com/nats-io/nats-server/v2/server"
 )
 
 var (
@@ -144,32 +144,44 @@ func FuzzRender(f *testing.F) {
 	})
 }
 
-// Matching is the server's: whatever the subject and whatever filter the loader accepts, a
-// playbook matches as server.SubjectMatchesFilter does, split once (Matches) or not.
-func FuzzMatchTokens(f *testing.F) {
-	for _, s := range [][2]string{
-		{"soar.alerts.checkpoint.phishing", "soar.alerts.checkpoint.>"}, {"soar.alerts.checkpoint", "soar.alerts.checkpoint.>"},
-		{"soar.alerts.x", "soar.alerts.*"}, {"soar.alerts", "soar.alerts.*"}, {"soar.alerts.x.y", "soar.*.x.y"},
-		{"", ">"}, {"", "soar.>"}, {"soar.", "soar.*"}, {"soar..x", "soar.*.x"}, {"a.*.b", "a.*.b"}, {"a.*.b", "a.x.b"},
-		{"a.>", "a.>"}, {"a.>", "a.*"}, {"a.b", "a.b.c"}, {"a.b.c", "a.b"}, {">", "*"},
+// A Set finds, for any subject, the playbooks whose filters match it as the server's matching
+// says, in the set's order, each once, whatever filters the loader accepts.
+func FuzzSetMatching(f *testing.F) {
+	for _, s := range [][3]string{
+		{"soar.alerts.checkpoint.phishing", "soar.alerts.checkpoint.>", "soar.alerts.*.phishing"},
+		{"soar.alerts.checkpoint", "soar.alerts.checkpoint.>", "soar.alerts.checkpoint"},
+		{"soar.alerts.x", "soar.alerts.*", ">"}, {"soar.alerts", "soar.alerts.*", "soar.*"}, {"soar.alerts.x.y", "soar.*.x.y", "*.*.*.*"},
+		{"", ">", "*"}, {"soar..x", "soar.*.x", ">"}, {"soar.", "soar.*", "soar.>"}, {"a.*.b", "a.*.b", "a.x.b"},
+		{"a.>", "a.>", "a.*"}, {"a.b", "a.b.c", "a.b"}, {"a.b.c", "a.b", "a.b.*"}, {">", "*", ">"},
 	} {
-		f.Add(s[0], s[1])
+		f.Add(s[0], s[1], s[2])
 	}
-	f.Fuzz(func(t *testing.T, subject, filter string) {
-		if checkFilter(filter) != "" {
-			return
+	f.Fuzz(func(t *testing.T, subject, filter1, filter2 string) {
+		var pbs []*Playbook
+		for i, on := range [][]string{{filter1}, {filter2}, {filter1, filter2}, {filter2, "never.matched"}} {
+			if checkFilter(on[0]) != "" || len(on) > 1 && checkFilter(on[1]) != "" {
+				continue
+			}
+			pbs = append(pbs, &Playbook{Name: fmt.Sprint(i), On: on})
 		}
-		want := server.SubjectMatchesFilter(subject, filter)
-		loaded := &Playbook{On: []string{filter}, filters: [][]string{splitTokens(nil, filter)}}
-		for _, p := range []*Playbook{loaded, {On: []string{filter}}} {
-			if got := p.MatchesSubject(subject); got != want {
-				t.Fatalf("MatchesSubject(%q) with %q = %v; the server says %v", subject, filter, got, want)
+		var want []*Playbook
+		for _, pb := range pbs {
+			if pb.MatchesSubject(subject) {
+				want = append(want, pb)
 			}
-			if got := p.Matches(SplitSubject(subject)); got != want {
-				t.Fatalf("Matches(%q) with %q = %v; the server says %v", subject, filter, got, want)
-			}
+		}
+		if got := NewSet(pbs).Matching(nil, subject); !slices.Equal(got, want) {
+			t.Fatalf("Matching(%q) = %v; the server's matching says %v", subject, names(got), names(want))
 		}
 	})
+}
+
+func names(pbs []*Playbook) []string {
+	var out []string
+	for _, pb := range pbs {
+		out = append(out, pb.Name+fmt.Sprint(pb.On))
+	}
+	return out
 }
 
 // fetchPatch changes how members are read, not what they read: whatever the expression and the

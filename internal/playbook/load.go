@@ -386,7 +386,6 @@ func (p *parser) parseOn(v *yaml.Node) {
 			continue
 		}
 		p.book.On = append(p.book.On, f)
-		p.book.filters = append(p.book.filters, splitTokens(nil, f))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/vm"
+	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 )
@@ -73,7 +74,6 @@ type Playbook struct {
 	// must call no vendor; its outcome says "shadowed".
 	Shadow bool
 
-	filters        [][]string // On, each cut into its tokens at load (nil in a Playbook not loaded)
 	when           *program   // nil: every alert on a matching subject runs the playbook
 	concurrencyKey *valueExpr // nil: runs may overlap
 	vars           []varDef   // in the order declared
@@ -120,29 +120,11 @@ func (p *Playbook) ConcurrencyKey(env *Env) (string, error) {
 }
 
 // MatchesSubject reports whether subject matches one of the playbook's `on` filters, with NATS
-// wildcard semantics: '*' is exactly one token, '>' one or more trailing tokens. To match one
-// subject against many playbooks, split it once and use Matches.
+// wildcard semantics: '*' is exactly one token, '>' one or more trailing tokens. To find the
+// playbooks of one subject among many, a Set asks its index once.
 func (p *Playbook) MatchesSubject(subject string) bool {
-	var buf [16]string // on the stack: matching allocates nothing for subjects of up to 16 tokens
-	return p.matches(splitTokens(buf[:0], subject))
-}
-
-// Matches is MatchesSubject for a subject split once by SplitSubject.
-func (p *Playbook) Matches(s Subject) bool { return p.matches(s.tokens) }
-
-func (p *Playbook) matches(subject []string) bool {
-	if len(p.filters) != len(p.On) {
-		// Not made by the loader, which splits the filters: split them now.
-		for _, f := range p.On {
-			var buf [16]string
-			if matchTokens(subject, splitTokens(buf[:0], f)) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, f := range p.filters {
-		if matchTokens(subject, f) {
+	for _, f := range p.On {
+		if server.SubjectMatchesFilter(subject, f) {
 			return true
 		}
 	}

@@ -1,0 +1,64 @@
+package playbook
+
+import (
+	"slices"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats-server/v2/server/gsl"
+)
+
+// Set is the playbooks a worker runs, in their order, with their `on` filters in the subject
+// index the NATS server routes messages with: the playbooks of an alert's subject are found in
+// one walk of the index, not by matching the subject against every filter of every playbook.
+type Set struct {
+	books []*Playbook
+	index *gsl.GenericSublist[int] // filter → position in books
+	loose []bool                   // by position: has a filter the index did not take
+}
+
+// NewSet indexes pbs, whose order it keeps. A filter the index does not take (the loader
+// rejects them all) leaves its playbook matched filter by filter.
+func NewSet(pbs []*Playbook) *Set {
+	s := &Set{books: pbs, index: gsl.NewSublist[int](), loose: make([]bool, len(pbs))}
+	for i, pb := range pbs {
+		for _, f := range pb.On {
+			if s.index.Insert(f, i) != nil {
+				s.loose[i] = true
+				_ = s.index.Insert(">", i) // found for every subject, then matched filter by filter
+			}
+		}
+	}
+	return s
+}
+
+// All is every playbook of the set, in order.
+func (s *Set) All() []*Playbook { return s.books }
+
+// Matching appends to buf the playbooks whose filters match subject, in the set's order, each
+// once.
+func (s *Set) Matching(buf []*Playbook, subject string) []*Playbook {
+	if !server.IsValidLiteralSubject(subject) {
+		// The index finds nothing for a subject with an empty token ("a..b"), which the
+		// server's own matching may still match ("a..b" and ">"): such a subject (no stream
+		// captures it, but `worker test` may be given one) is matched filter by filter.
+		for _, pb := range s.books {
+			if pb.MatchesSubject(subject) {
+				buf = append(buf, pb)
+			}
+		}
+		return buf
+	}
+	var at [64]int // on the stack for up to 64 matches
+	found := at[:0]
+	s.index.Match(subject, func(i int) { found = append(found, i) })
+	slices.Sort(found)
+	for j, i := range found {
+		if j > 0 && found[j-1] == i {
+			continue // a playbook with two filters that both match
+		}
+		if !s.loose[i] || s.books[i].MatchesSubject(subject) {
+			buf = append(buf, s.books[i])
+		}
+	}
+	return buf
+}
