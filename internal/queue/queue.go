@@ -368,76 +368,176 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	// MaxInFlight workers, each running one alert at a time. A delivery is taken from the pull
+	// only when a worker is free for it: deliver returns (and the jetstream package counts the
+	// delivery as taken, and pulls more when fewer than half of MaxInFlight are left) only once
+	// a worker is free for the next one. Until then deliveries wait in the pull's buffer, which
+	// PullMaxMessages bounds to MaxInFlight: an alert waiting there burns its ack wait while no
+	// one works on it.
+	deliveries := make(chan jetstream.Msg) // unbuffered: handed to an idle worker
 	slots := make(chan struct{}, q.cfg.MaxInFlight)
+	quit := make(chan struct{})
+	beat := newBeats(q.cfg.MaxInFlight)
 	var wg sync.WaitGroup
-	for ctx.Err() == nil {
-		// Pull only as many alerts as there are free slots: an alert waiting in a local buffer
-		// would burn its AckWait while no one works on it.
+	for i := range q.cfg.MaxInFlight {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case msg := <-deliveries:
+					if ctx.Err() != nil {
+						// Taken as shutdown began: another replica can start on it now.
+						_ = msg.NakWithDelay(shutdownNakDelay)
+					} else {
+						beat.set(i, msg)
+						q.handle(work, msg, h)
+						beat.set(i, nil)
+					}
+					<-slots
+				case <-quit:
+					return
+				}
+			}
+		}()
+	}
+	// Beating until every delivery has ended, the grace period's included.
+	stopBeats, beatsDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(beatsDone); beat.run(stopBeats, q.cfg.AckWait/3, q.log) }()
+
+	// reserved says a slot is held for the next delivery. The lock also keeps the deliveries
+	// of a pull being replaced (rebind) and of its successor one at a time.
+	var deliverMu sync.Mutex
+	reserved := false
+	reserve := func() {
 		select {
 		case slots <- struct{}{}:
+			reserved = true
 		case <-ctx.Done():
-			continue
 		}
-		free := 1
-	more:
-		for free < q.cfg.MaxInFlight {
-			select {
-			case slots <- struct{}{}:
-				free++
-			default:
-				break more
+	}
+	deliver := func(msg jetstream.Msg) {
+		deliverMu.Lock()
+		defer deliverMu.Unlock()
+		if !q.ready.Load() && ctx.Err() == nil {
+			q.ready.Store(true) // an alert came: the pull works
+		}
+		if !reserved && ctx.Err() == nil {
+			reserve()
+		}
+		if !reserved {
+			_ = msg.NakWithDelay(shutdownNakDelay) // pulled as shutdown began
+			return
+		}
+		reserved = false
+		select {
+		case deliveries <- msg: // a worker is free: the reserved slot is its
+		case <-quit: // shutdown gave up waiting for the pull to drain
+			_ = msg.NakWithDelay(shutdownNakDelay)
+			return
+		}
+		reserve()
+	}
+	type pullError struct {
+		cc  jetstream.ConsumeContext
+		err error
+	}
+	pullErrs := make(chan pullError, 16)
+	consume := func(cons jetstream.Consumer) (jetstream.ConsumeContext, error) {
+		return cons.Consume(deliver,
+			jetstream.PullMaxMessages(q.cfg.MaxInFlight),
+			jetstream.PullExpiry(pullExpiry),
+			jetstream.PullHeartbeat(pullHeartbeat),
+			jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
+				select {
+				case pullErrs <- pullError{cc, err}:
+				default: // the loop is behind on errors; it will look at the consumer anyway
+				}
+			}))
+	}
+
+	cc, err := consume(cons)
+	if err != nil {
+		q.ready.Store(false)
+		q.log.Warn("pull alerts", zap.Error(err))
+	}
+	// After a failed pull, the worker is ready again once a whole heartbeat check has passed
+	// without another failure (or an alert came).
+	recovered := time.NewTimer(time.Hour)
+	recovered.Stop()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	if cc == nil {
+		retry.Reset(time.Second)
+	}
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-recovered.C:
+			q.ready.Store(cc != nil)
+		case <-retry.C:
+			// The pull ended (the consumer was deleted, or the connection closed): make sure the
+			// consumer is there, and pull again.
+			cons = q.rebind(ctx, cons)
+			if ctx.Err() != nil {
+				break loop
 			}
-		}
-		fctx, cancel := context.WithTimeout(ctx, fetchWait)
-		batch, err := cons.Fetch(free, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(fetchHeartbeat))
-		got := 0
-		if err == nil {
-			for msg := range batch.Messages() {
-				got++
-				if ctx.Err() != nil {
-					// Fetched as shutdown began: another replica can start on it now.
-					_ = msg.NakWithDelay(shutdownNakDelay)
-					<-slots
+			if cc, err = consume(cons); err != nil {
+				q.log.Warn("pull alerts", zap.Error(err))
+				retry.Reset(time.Second) // a broken connection should not spin
+				continue
+			}
+			recovered.Reset(pullRecovered)
+		case pe := <-pullErrs:
+			if pe.cc != cc || cc == nil {
+				continue // from a pull already replaced
+			}
+			q.ready.Store(false)
+			recovered.Stop()
+			if errors.Is(pe.err, jetstream.ErrNoHeartbeat) {
+				// The server holding the pull is gone (the consumer's leader died), and the pull
+				// with it; the jetstream package pulls again at once, which finds the new leader,
+				// or no one yet. A deleted consumer sends no heartbeats either.
+				q.log.Warn("pull alerts: no heartbeat from the consumer; pulling again", zap.Duration("heartbeat", pullHeartbeat))
+				if fresh := q.rebind(ctx, cons); fresh != cons {
+					cc.Stop()
+					cons, cc = fresh, nil
+					retry.Reset(0)
 					continue
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer func() { <-slots }()
-					q.handle(work, msg, h)
-				}()
+				recovered.Reset(pullRecovered)
+				continue
 			}
-			err = batch.Error()
-		}
-		cancel()
-		for range free - got {
-			<-slots
-		}
-		// No heartbeat: the server holding the pull is gone (the consumer's leader died), and
-		// the pull with it. Pulling again at once finds the new leader, or no one yet.
-		lost := errors.Is(err, jetstream.ErrNoHeartbeat) && ctx.Err() == nil
-		failed := err != nil && ctx.Err() == nil && !lost && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout)
-		q.ready.Store(!failed && !lost && ctx.Err() == nil)
-		if lost {
-			q.log.Warn("pull alerts: no heartbeat from the consumer; pulling again", zap.Duration("heartbeat", fetchHeartbeat))
-			continue
-		}
-		if failed {
-			q.log.Warn("pull alerts", zap.Error(err))
-			select { // a broken connection should not spin
-			case <-time.After(time.Second):
-			case <-ctx.Done():
+			q.log.Warn("pull alerts", zap.Error(pe.err))
+			if errors.Is(pe.err, jetstream.ErrConsumerDeleted) || errors.Is(pe.err, jetstream.ErrBadRequest) ||
+				errors.Is(pe.err, jetstream.ErrConnectionClosed) {
+				// The jetstream package stops the pull on these.
+				cc.Stop()
+				cc = nil
+				retry.Reset(0)
+				continue
 			}
+			recovered.Reset(pullRecovered)
 		}
-		// To Fetch, a deleted consumer looks merely idle: after a fetch that brought nothing
-		// (one request per fetch wait, only when there is no work), make sure it is there.
-		if failed || got == 0 && ctx.Err() == nil {
-			cons = q.rebind(ctx, cons)
+	}
+	recovered.Stop()
+	retry.Stop()
+	q.ready.Store(false)
+	if cc != nil {
+		// What the pull had buffered comes through deliver, which naks it for another replica.
+		cc.Drain()
+		select {
+		case <-cc.Closed():
+		case <-time.After(drainWait):
 		}
 	}
 
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	// The workers finish what they hold, and stop.
+	close(quit)
 	select {
 	case <-done:
 	case <-time.After(q.cfg.GracePeriod):
@@ -445,19 +545,67 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		cancelWork()
 		<-done
 	}
+	close(stopBeats)
+	<-beatsDone
 	return nil
 }
 
-// A pull waits fetchWait for alerts, and asks the server for a heartbeat every fetchHeartbeat
-// while it has none to give: a pull lost with the consumer's leader is noticed after two missed
-// heartbeats, not at the end of the wait. Heartbeats come only while the pull is idle, so they
-// cost nothing per alert; a long wait keeps an idle worker's requests (and its check that the
-// consumer still exists) few. Not shorter than a second: on a busy machine the server's
+// The pull for alerts is one persistent pull (Consume) of at most MaxInFlight messages,
+// renewed by the jetstream package as alerts are handed to workers. It asks the server for a
+// heartbeat every pullHeartbeat while it has none to give: a pull lost with the consumer's
+// leader is noticed after two missed heartbeats. Heartbeats come only while the pull is idle,
+// so they cost nothing per alert. Not shorter than a second: on a busy machine the server's
 // heartbeats run late (at 0.5 s, the hanging-vendor test gave up a live pull every 20 s or so).
+// An idle worker renews its pull every pullExpiry.
 const (
-	fetchWait      = 5 * time.Second
-	fetchHeartbeat = time.Second
+	pullExpiry    = 30 * time.Second
+	pullHeartbeat = time.Second
+	// pullRecovered is how long a pull must go without failing for the worker to be ready again.
+	pullRecovered = 3 * pullHeartbeat
+	// drainWait bounds how long shutdown waits for the pull's buffer to be handed back.
+	drainWait = 5 * time.Second
 )
+
+// beats sends the in-progress heartbeats of every alert in flight from one ticker, so that a
+// run longer than the ack wait is not redelivered under it: each worker's slot holds the
+// delivery it runs, and every tick (a third of the ack wait) extends each one.
+type beats struct {
+	mu   sync.Mutex
+	msgs []jetstream.Msg // by worker; nil while the worker is idle
+}
+
+func newBeats(workers int) *beats { return &beats{msgs: make([]jetstream.Msg, workers)} }
+
+func (b *beats) set(worker int, msg jetstream.Msg) {
+	b.mu.Lock()
+	b.msgs[worker] = msg
+	b.mu.Unlock()
+}
+
+func (b *beats) run(quit <-chan struct{}, every time.Duration, log *zap.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var now []jetstream.Msg
+	for {
+		select {
+		case <-quit:
+			return
+		case <-t.C:
+		}
+		b.mu.Lock()
+		now = append(now[:0], b.msgs...)
+		b.mu.Unlock()
+		for _, msg := range now {
+			if msg == nil {
+				continue
+			}
+			// Acked since it was read: nothing left to extend.
+			if err := msg.InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+				log.Warn("extend ack deadline", zap.Error(err))
+			}
+		}
+	}
+}
 
 // rebind checks that the consumer still exists and, if an operator deleted it or its stream,
 // creates what is missing again and binds to the new one, so that a worker never goes on polling
@@ -554,9 +702,6 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, nil, log)
 	}
 
-	// Beating until the delivery has ended: publishing the outcomes may take a while too.
-	stopBeat := q.heartbeat(msg, log)
-	defer stopBeat()
 	verdict := q.safeHandle(ctx, h, alert, log)
 
 	if (verdict.Retry || verdict.Requeue) && ctx.Err() != nil {
@@ -808,29 +953,6 @@ func (q *Queue) safeHandle(ctx context.Context, h Handler, a *Alert, log *zap.Lo
 		}
 	}()
 	return h(ctx, a)
-}
-
-// heartbeat keeps AckWait from running out under a long run.
-func (q *Queue) heartbeat(msg jetstream.Msg, log *zap.Logger) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(q.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := msg.InProgress(); err != nil {
-					log.Warn("extend ack deadline", zap.Error(err))
-				}
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 // publishOutcomes publishes every outcome and waits for all their PubAcks: an alert is acked
