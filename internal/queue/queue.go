@@ -135,7 +135,8 @@ type Queue struct {
 	cfg        Config
 	log        *zap.Logger
 	obs        Observer
-	maxPayload int // the server's limit on one message, headers included
+	maxPayload int    // the server's limit on one message, headers included
+	acks       *acker // set by Run
 }
 
 // New wraps a NATS connection. Call Ensure before Run.
@@ -362,6 +363,9 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		return fmt.Errorf("bind to consumer %q on stream %q: %w", q.cfg.Consumer, q.cfg.AlertsStream, err)
 	}
 	q = q.boundTo(cons.CachedInfo().Config)
+	if q.acks, err = newAcker(q.js.Conn()); err != nil {
+		return fmt.Errorf("subscribe to ack confirmations: %w", err)
+	}
 	q.ready.Store(true)
 	defer q.ready.Store(false)
 	// Alerts in flight keep running after ctx ends, until the grace period is over.
@@ -547,6 +551,7 @@ loop:
 	}
 	close(stopBeats)
 	<-beatsDone
+	q.acks.close() // every ack confirmed, or given up after its tries
 	return nil
 }
 
@@ -621,7 +626,10 @@ func (q *Queue) rebind(ctx context.Context, cons jetstream.Consumer) jetstream.C
 	q.log.Warn("the alerts consumer is gone; creating it again", zap.String("stream", q.cfg.AlertsStream),
 		zap.String("consumer", q.cfg.Consumer), zap.Error(err))
 	fresh, err := func() (jetstream.Consumer, error) {
-		if _, err := q.Ensure(ctx); err != nil {
+		// On a copy: Ensure sets the journal, which alerts still in flight read. The bucket is
+		// known by its name, so the journal they have goes on working.
+		ensure := *q
+		if _, err := ensure.Ensure(ctx); err != nil {
 			return nil, err
 		}
 		return q.js.Consumer(ctx, q.cfg.AlertsStream, q.cfg.Consumer)
@@ -767,7 +775,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
-	q.ack(settle, msg, log)
+	q.ack(msg, log)
 	q.clearCounts(settle, alert, log)
 	return ResultAcked
 }
@@ -801,26 +809,10 @@ func (q *Queue) publishOutcomesPromptly(ctx context.Context, a *Alert, outs []Ou
 	}
 }
 
-// ack acknowledges the delivery and waits for the server to confirm it, trying again when the
-// confirmation does not come: an ack lost in a leader change would otherwise bring the alert
-// back after its ack wait.
-func (q *Queue) ack(ctx context.Context, msg jetstream.Msg, log *zap.Logger) {
-	wait := promptRetryFirst
-	for try := 1; ; try++ {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := msg.DoubleAck(actx)
-		cancel()
-		if err == nil || errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
-			return
-		}
-		if try == promptRetries {
-			log.Warn("ack alert; it may be delivered again, and its outcome is then dropped as a duplicate", zap.Error(err))
-			return
-		}
-		time.Sleep(wait)
-		wait = min(wait*2, promptRetryMax)
-	}
-}
+// ack acknowledges the delivery. The server's confirmation is awaited, and the ack sent again
+// when it does not come, by the acker, off the slot: an ack lost in a leader change would
+// otherwise bring the alert back after its ack wait.
+func (q *Queue) ack(msg jetstream.Msg, log *zap.Logger) { q.acks.ack(msg, log) }
 
 // readCounts reads what a's earlier deliveries came to. Unreadable, every earlier delivery is
 // taken to have failed at the vendor: the old, stricter count.
