@@ -18,7 +18,7 @@ import (
 type stage int
 
 const (
-	stageSlot    stage = iota // queue: delivery received → acked (decode, handler, outcome PubAck, DoubleAck)
+	stageSlot    stage = iota // queue: delivery received → ack sent (decode, handler, outcome PubAck, ack; its confirmation is awaited off the slot)
 	stageHandler              // the handler: engine.Process and encoding the outcomes
 	stageClaim                // Locker.Lock: the step's claim (a key-value create)
 	stageRead                 // Journal.Get: has the step already succeeded?
@@ -57,16 +57,16 @@ func (s *stageTimes) perAlert(st stage, alerts int) time.Duration {
 
 // summary says, in milliseconds per alert, where a slot's time went. cycle is how long a slot
 // took per alert in all (slots × wall ÷ alerts): what is not in the delivery is the wait for the
-// next fetch to bring an alert.
+// pull to bring a freed slot its next alert.
 // A cycle of 0 leaves the cycle out (a case not bound by its slots).
 func (s *stageTimes) summary(alerts int, cycle time.Duration) string {
 	p := func(st stage) float64 { return ms(s.perAlert(st, alerts)) }
 	slot, handler := p(stageSlot), p(stageHandler)
 	out := "per alert, ms: "
 	if cycle > 0 {
-		out += fmt.Sprintf("slot cycle %.2f = delivery %.2f + waiting for a fetch %.2f; ", ms(cycle), slot, ms(cycle)-slot)
+		out += fmt.Sprintf("slot cycle %.2f = delivery %.2f + waiting for a pull %.2f; ", ms(cycle), slot, ms(cycle)-slot)
 	}
-	return out + fmt.Sprintf("delivery %.2f = handler %.2f (claim %.2f, journal read %.2f, HEC %.2f, journal write %.2f, release %.2f, engine %.2f) + decode, outcome PubAck and DoubleAck %.2f",
+	return out + fmt.Sprintf("delivery %.2f = handler %.2f (claim %.2f, journal read %.2f, HEC %.2f, journal write %.2f, release %.2f, engine %.2f) + decode, outcome PubAck and ack %.2f",
 		slot, handler, p(stageClaim), p(stageRead), p(stageVendor), p(stageWrite), p(stageRelease),
 		handler-p(stageClaim)-p(stageRead)-p(stageVendor)-p(stageWrite)-p(stageRelease), slot-handler)
 }
