@@ -16,9 +16,10 @@ import (
 // nothing waits for the answer. One goroutine sends again, every ackTryTimeout, the acks whose
 // confirmation has not come (lost in a leader change, or on a broken connection), up to
 // promptRetries tries; a repeat is harmless, the server confirms an ack of a delivery already
-// acked too. Waiting for the confirmation in the slot, as DoubleAck does, cost about a fifth of
-// the CPU of an unmatched alert (worker and server): each alert's ack went out and came back on
-// its own, and its slot sat idle meanwhile.
+// acked too. A DoubleAck in the slot kept the slot idle for the round trip and cost a context,
+// a timer and a request of its own per alert: off the slot, an unmatched alert costs about 6 %
+// less CPU (docs/benchmarks.md, change 2). A plain Ack would save as much again, but an ack lost
+// in a leader change would then go unnoticed until the ack wait brings the alert back.
 type acker struct {
 	nc     *nats.Conn
 	prefix string // the confirmations' subjects: prefix + the ack's number

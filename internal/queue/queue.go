@@ -442,6 +442,29 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		}
 		reserve()
 	}
+	q.pull(ctx, cons, deliver)
+
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	// The workers finish what they hold, and stop.
+	close(quit)
+	select {
+	case <-done:
+	case <-time.After(q.cfg.GracePeriod):
+		q.log.Warn("grace period over, cancelling alerts in flight", zap.Duration("grace", q.cfg.GracePeriod))
+		cancelWork()
+		<-done
+	}
+	close(stopBeats)
+	<-beatsDone
+	q.acks.close() // every ack confirmed, or given up after its tries
+	return nil
+}
+
+// pull keeps one persistent pull on cons handing alerts to deliver until ctx ends, pulling
+// again when the pull is lost (no heartbeat) or ends (the consumer was deleted), and keeps
+// q.ready. Then it drains the pull: what it had buffered comes through deliver, which naks it.
+func (q *Queue) pull(ctx context.Context, cons jetstream.Consumer, deliver jetstream.MessageHandler) {
 	type pullError struct {
 		cc  jetstream.ConsumeContext
 		err error
@@ -538,21 +561,6 @@ loop:
 		}
 	}
 
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	// The workers finish what they hold, and stop.
-	close(quit)
-	select {
-	case <-done:
-	case <-time.After(q.cfg.GracePeriod):
-		q.log.Warn("grace period over, cancelling alerts in flight", zap.Duration("grace", q.cfg.GracePeriod))
-		cancelWork()
-		<-done
-	}
-	close(stopBeats)
-	<-beatsDone
-	q.acks.close() // every ack confirmed, or given up after its tries
-	return nil
 }
 
 // The pull for alerts is one persistent pull (Consume) of at most MaxInFlight messages,
