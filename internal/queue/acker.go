@@ -87,12 +87,25 @@ func (a *acker) confirmed(m *nats.Msg) {
 		return
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if m.Header.Get(statusHeader) != "" {
+		// Not the server's confirmation (an empty message) but the connection's answer that no
+		// one took the ack (503): the consumer had no leader that moment. Sent again at the
+		// next look, as DoubleAck's caller did on ErrNoResponders.
+		if p, ok := a.pending[id]; ok {
+			p.sent = time.Time{}
+		}
+		return
+	}
 	delete(a.pending, id)
 	if len(a.pending) == 0 {
 		a.empty.Broadcast()
 	}
-	a.mu.Unlock()
 }
+
+// statusHeader carries a status the server answers instead of a reply, such as 503 for no
+// responders.
+const statusHeader = "Status"
 
 func (a *acker) resend() {
 	defer close(a.done)

@@ -87,3 +87,47 @@ func TestUnconfirmedAckIsSentAgain(t *testing.T) {
 
 // waitForAck bounds every wait above: reaching it means something never happened.
 const waitForAck = 20 * time.Second
+
+// An ack no one took (the consumer had no leader that moment) is answered by the server with
+// "no responders": that is not a confirmation, and the ack is sent again.
+func TestAckWithoutRespondersIsNotConfirmed(t *testing.T) {
+	t.Parallel()
+	e, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Shutdown)
+	nc, err := nats.Connect(e.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	a, err := newAcker(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ack(replyOnly{reply: "test.nobody"}, zap.NewNop())
+	tries := func() (int, bool) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, p := range a.pending {
+			return p.tries, true
+		}
+		return 0, false
+	}
+	deadline := time.Now().Add(waitForAck)
+	for {
+		n, pending := tries()
+		if !pending {
+			t.Fatalf("the ack was taken for confirmed after %d tries, with no one to take it", n)
+		}
+		if n >= 2 {
+			break // sent again, still waiting for a confirmation
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an ack without responders was not sent again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a.close() // gives up after its tries
+}
