@@ -54,6 +54,7 @@ func (r *reloader) reload(why string) error {
 		return err
 	}
 	r.eng.SetPlaybooks(pbs)
+	r.w.metrics.Batched(batchedActions(pbs, r.w.settings.maxInFlight, log)...)
 	names := make([]string, len(pbs))
 	for i, pb := range pbs {
 		names[i] = pb.Name
