@@ -23,11 +23,13 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/riposte-soar/riposte/internal/queue"
 )
@@ -304,6 +306,76 @@ type console struct {
 	mux   *http.ServeMux
 	// decisionWait bounds how long a decision waits to be applied before the page comes back.
 	decisionWait time.Duration
+	signIns      *signInGate
+}
+
+// signInGate slows down guessing tokens: each remote address may fail signInBurst sign-ins,
+// then one more every signInEvery; while it has none left, its sign-ins are refused before
+// any token is compared, the right one too. Behind a reverse proxy every operator shares the
+// proxy's address, and so its allowance.
+type signInGate struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	addrs map[string]*signInAddr
+}
+
+type signInAddr struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+const (
+	signInBurst = 5
+	signInEvery = 30 * time.Second
+	signInAddrs = 10_000 // addresses remembered; past it, those quiet for long are forgotten
+)
+
+func newSignInGate(now func() time.Time) *signInGate {
+	return &signInGate{now: now, addrs: map[string]*signInAddr{}}
+}
+
+// wait is how long addr must wait before it may try again; 0 when it may now.
+func (g *signInGate) wait(addr string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a := g.addrs[addr]
+	if a == nil {
+		return 0
+	}
+	left := a.lim.TokensAt(g.now())
+	if left >= 1 {
+		return 0
+	}
+	return time.Duration((1 - left) * float64(signInEvery))
+}
+
+// failed counts a failed sign-in from addr.
+func (g *signInGate) failed(addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	a := g.addrs[addr]
+	if a == nil {
+		if len(g.addrs) >= signInAddrs {
+			for k, o := range g.addrs {
+				if now.Sub(o.seen) > signInBurst*signInEvery { // refilled: nothing to remember
+					delete(g.addrs, k)
+				}
+			}
+		}
+		a = &signInAddr{lim: rate.NewLimiter(rate.Every(signInEvery), signInBurst)}
+		g.addrs[addr] = a
+	}
+	a.seen = now
+	a.lim.AllowN(now, 1)
+}
+
+// remoteHost is r's client address without its port.
+func remoteHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
 }
 
 const (
@@ -315,7 +387,7 @@ const (
 func newConsole(s *consoleSettings, log *zap.Logger, deps func() (*consoleDeps, error)) *console {
 	c := &console{
 		log: log, users: s.users, mtls: s.mtls(), deps: deps, key: make([]byte, 32),
-		pages: map[string]*template.Template{}, decisionWait: 5 * time.Second,
+		pages: map[string]*template.Template{}, decisionWait: 5 * time.Second, signIns: newSignInGate(time.Now),
 	}
 	c.open = len(c.users) == 0 && !c.mtls
 	if _, err := rand.Read(c.key); err != nil {
@@ -603,6 +675,13 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
+		if wait := c.signIns.wait(remoteHost(r)); wait > 0 {
+			c.log.Warn("console sign-in refused: too many wrong tokens from this address", zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+			c.render(w, r, http.StatusTooManyRequests, "login", &consoleView{Title: "Sign in",
+				Error: fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", wait.Round(time.Second))})
+			return
+		}
 		token := []byte(strings.TrimSpace(r.PostFormValue("token")))
 		for _, u := range c.users {
 			if subtle.ConstantTimeCompare(token, []byte(u.token)) == 1 {
@@ -610,6 +689,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if name == "" {
+			c.signIns.failed(remoteHost(r))
 			c.log.Warn("console sign-in refused: unknown token", zap.String("remote", r.RemoteAddr))
 			c.render(w, r, http.StatusUnauthorized, "login", &consoleView{Title: "Sign in", Error: "That token is not one of the console's (--console-tokens)."})
 			return
