@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -267,7 +268,9 @@ func (w *worker) httpExtras() httpExtras {
 	c := &w.settings.console
 	x := httpExtras{tls: c.tls}
 	if c.enabled {
-		x.console = newConsole(c, w.log.Named("console"), w.consoleDeps)
+		con := newConsole(c, w.log.Named("console"), w.consoleDeps)
+		w.console.Store(con)
+		x.console = con
 	}
 	return x
 }
@@ -297,13 +300,15 @@ func (w *worker) consoleDeps() (*consoleDeps, error) {
 // console serves /console.
 type console struct {
 	log   *zap.Logger
-	users []consoleUser
-	mtls  bool
-	open  bool   // no authentication (loopback): operators give their name
-	key   []byte // this process's: signs flashes, and sessions when there are no tokens
-	deps  func() (*consoleDeps, error)
-	pages map[string]*template.Template
-	mux   *http.ServeMux
+	users atomic.Pointer[[]consoleUser] // swapped by reloadTokens
+	// tokensFile is where users came from; "" when there are none (mTLS or unauthenticated).
+	tokensFile string
+	mtls       bool
+	open       bool   // no authentication (loopback): operators give their name
+	key        []byte // this process's: signs flashes, and sessions when there are no tokens
+	deps       func() (*consoleDeps, error)
+	pages      map[string]*template.Template
+	mux        *http.ServeMux
 	// decisionWait bounds how long a decision waits to be applied before the page comes back.
 	decisionWait time.Duration
 	signIns      *signInGate
@@ -386,10 +391,11 @@ const (
 
 func newConsole(s *consoleSettings, log *zap.Logger, deps func() (*consoleDeps, error)) *console {
 	c := &console{
-		log: log, users: s.users, mtls: s.mtls(), deps: deps, key: make([]byte, 32),
+		log: log, tokensFile: s.tokensFile, mtls: s.mtls(), deps: deps, key: make([]byte, 32),
 		pages: map[string]*template.Template{}, decisionWait: 5 * time.Second, signIns: newSignInGate(time.Now),
 	}
-	c.open = len(c.users) == 0 && !c.mtls
+	c.users.Store(&s.users)
+	c.open = len(s.users) == 0 && !c.mtls
 	if _, err := rand.Read(c.key); err != nil {
 		panic(err) // crypto/rand does not fail on the systems Go supports
 	}
@@ -410,6 +416,27 @@ func newConsole(s *consoleSettings, log *zap.Logger, deps func() (*consoleDeps, 
 	m.HandleFunc("POST /console/dlq/{seq}/replay", c.authed(c.replay))
 	c.mux = m
 	return c
+}
+
+// operators are the tokens file's operators as last read; none without a tokens file.
+func (c *console) operators() []consoleUser { return *c.users.Load() }
+
+// reloadTokens reads the tokens file again, so that an operator added or removed takes effect
+// without a restart: a removed operator's token signs no one in, and their open sessions,
+// signed with it, end. A file that no longer reads keeps the operators read last.
+func (c *console) reloadTokens() error {
+	if c.tokensFile == "" {
+		return nil
+	}
+	users, warning, err := readConsoleTokens(c.tokensFile)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		c.log.Warn(warning)
+	}
+	c.users.Store(&users)
+	return nil
 }
 
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -448,7 +475,7 @@ func (c *console) identify(r *http.Request) *operator {
 		}
 	}
 	ck, err := r.Cookie(sessionCookie)
-	if err != nil || c.mtls && len(c.users) == 0 {
+	if err != nil || c.mtls && len(c.operators()) == 0 {
 		return nil
 	}
 	name, key, ok := c.session(ck.Value)
@@ -475,7 +502,7 @@ func (c *console) sessionKey(name string) ([]byte, bool) {
 	if c.open {
 		return c.key, true
 	}
-	for _, u := range c.users {
+	for _, u := range c.operators() {
 		if u.name == name {
 			return []byte(u.token), true
 		}
@@ -538,7 +565,7 @@ func (c *console) authed(next func(http.ResponseWriter, *http.Request, *operator
 	return func(w http.ResponseWriter, r *http.Request) {
 		op := c.identify(r)
 		if op == nil {
-			if r.Method == http.MethodGet && !(c.mtls && len(c.users) == 0) {
+			if r.Method == http.MethodGet && !(c.mtls && len(c.operators()) == 0) {
 				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 				return
 			}
@@ -559,7 +586,7 @@ func (c *console) authed(next func(http.ResponseWriter, *http.Request, *operator
 }
 
 func (c *console) signInHint() string {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		return "This console needs a client certificate signed by the worker's --http-client-ca; its common name (CN) is your name in decisions."
 	}
 	return "Sign in at /console/login first."
@@ -574,7 +601,7 @@ func (c *console) mode() string {
 	switch {
 	case c.open:
 		return "open"
-	case len(c.users) > 0:
+	case len(c.operators()) > 0:
 		return "tokens"
 	}
 	return "mtls"
@@ -648,7 +675,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, pag
 }
 
 func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		c.refuse(w, r, http.StatusUnauthorized, c.signInHint())
 		return
 	}
@@ -658,7 +685,7 @@ func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
 // login signs an operator in: with a token from the tokens file, or on an unauthenticated
 // console with the name they give.
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		c.refuse(w, r, http.StatusUnauthorized, c.signInHint())
 		return
 	}
@@ -683,7 +710,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		token := []byte(strings.TrimSpace(r.PostFormValue("token")))
-		for _, u := range c.users {
+		for _, u := range c.operators() {
 			if subtle.ConstantTimeCompare(token, []byte(u.token)) == 1 {
 				name = u.name
 			}

@@ -327,7 +327,9 @@ func TestConsoleTokenSignInAndCSRF(t *testing.T) {
 	}
 	// Another operator's session, or a cookie signed with a token that is not the operator's,
 	// is nobody: a page sends them to sign in, and a form is refused.
-	forged := (&console{users: []consoleUser{{name: "alice", token: bobToken}}}).newSession("alice")
+	forger := &console{}
+	forger.users.Store(&[]consoleUser{{name: "alice", token: bobToken}})
+	forged := forger.newSession("alice")
 	stranger := newBrowserless(t, s.httpURL, false, nil)
 	u, _ := url.Parse(s.httpURL + "/console")
 	stranger.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: forged, Path: "/console"}})
@@ -706,5 +708,50 @@ func TestConsoleSlowsDownTokenGuessing(t *testing.T) {
 	}
 	if n := len(logs.FilterMessageSnippet("too many wrong tokens").All()); n != 1 {
 		t.Errorf("%d log lines for the refusal, want 1", n)
+	}
+}
+
+// A reload reads the tokens file again: a removed operator's token and open session stop
+// working, a new operator signs in, and a file that no longer reads keeps the last operators.
+func TestConsoleTokensReload(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	tokens := consoleTokens(t)
+	s := startStackLogged(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }), zap.New(core))
+	bob := newBrowserless(t, s.httpURL, true, nil)
+	bob.signIn("token", bobToken)
+
+	const carolToken = "carol-console-token-0123456789"
+	if err := os.WriteFile(tokens, []byte("alice "+aliceToken+"\ncarol "+carolToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload := func() {
+		t.Helper()
+		resp, err := http.Post(s.httpURL+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /-/reload: %d", resp.StatusCode)
+		}
+	}
+	reload()
+	if resp, body := bob.get("/console"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="token"`) {
+		t.Errorf("bob's session after bob was removed: %d, want the sign-in page\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := newBrowserless(t, s.httpURL, false, nil).post("/console/login", url.Values{"token": {bobToken}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bob's token after bob was removed: %d, want 401", resp.StatusCode)
+	}
+	newBrowserless(t, s.httpURL, true, nil).signIn("token", carolToken)
+
+	if err := os.WriteFile(tokens, []byte("carol tiny-x9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	newBrowserless(t, s.httpURL, true, nil).signIn("token", carolToken)
+	refused := logs.FilterMessageSnippet("console tokens not reloaded").All()
+	if len(refused) != 1 || strings.Contains(fmt.Sprint(refused[0].ContextMap()), "tiny-x9") {
+		t.Errorf("the broken tokens file: %d log lines %v, want one that quotes no line", len(refused), refused)
 	}
 }

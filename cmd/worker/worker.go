@@ -33,6 +33,9 @@ type worker struct {
 	state atomic.Pointer[runState]
 	// hup delivers SIGHUP, registered before start-up so it can never kill the worker; nil: none.
 	hup <-chan os.Signal
+	// console is the web console once the HTTP listener serves it; its tokens file is read
+	// again on every reload.
+	console atomic.Pointer[console]
 }
 
 type runState struct {
