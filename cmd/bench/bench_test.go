@@ -194,7 +194,7 @@ func TestParseStatusKB(t *testing.T) {
 // the memory is.
 func TestRSSResult(t *testing.T) {
 	rep := replicaReport{Acked: 1280, WallNS: int64(time.Second), CPUNS: int64(300 * time.Millisecond),
-		PeakRSSKB: 50 * 1024, WiredRSSKB: 20 * 1024, EndRSSKB: 45 * 1024, EndAnonKB: 27 * 1024, EndFileKB: 18 * 1024,
+		PeakRSSKB: 50 * 1024, WiredRSSKB: 20 * 1024, WiredAnonKB: 5 * 1024, WiredFileKB: 15 * 1024, EndRSSKB: 45 * 1024, EndAnonKB: 27 * 1024, EndFileKB: 18 * 1024,
 		Heap: heapFigures{PeakInuse: 12 << 20, PeakSys: 20 << 20, Inuse: 10 << 20, Sys: 20 << 20, NumGC: 9},
 		GOGC: 100, MemLimit: math.MaxInt64, GOMAXPROCS: 2}
 	u := usage{wall: time.Second, cpu: 500 * time.Millisecond, rssKB: rep.PeakRSSKB}
@@ -206,7 +206,7 @@ func TestRSSResult(t *testing.T) {
 		t.Errorf("row %q, peak RSS %v MiB", r.Where, r.rssMiB())
 	}
 	notes := strings.Join(r.Notes, "; ")
-	for _, want := range []string{"HeapInuse peak 12.0", "HeapSys peak 20.0", "GOGC 100", "GOMEMLIMIT none", "27.0 anonymous + 18.0 file-backed", "riposte's process 0.30 s (0.234 s per 1k alerts), the server's 0.20 s"} {
+	for _, want := range []string{"HeapInuse peak 12.0", "HeapSys peak 20.0", "GOGC 100", "GOMEMLIMIT none", "20.0 once wired, before the first alert: 5.0 anonymous + 15.0 file-backed", "27.0 anonymous + 18.0 file-backed", "riposte's process 0.30 s (0.234 s per 1k alerts), the server's 0.20 s"} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("the notes lack %q: %s", want, notes)
 		}

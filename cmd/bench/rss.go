@@ -40,26 +40,29 @@ type replicaReport struct {
 	WallNS int64 `json:"wall_ns"`
 	CPUNS  int64 `json:"cpu_ns"`
 	// VmHWM at the end (the process's peak since it started, never reset) and once wired, before
-	// the first alert; VmRSS and its anonymous and file-backed parts at the end.
-	PeakRSSKB  int64 `json:"peak_rss_kb"`
-	WiredRSSKB int64 `json:"wired_rss_kb"`
-	EndRSSKB   int64 `json:"end_rss_kb"`
-	EndAnonKB  int64 `json:"end_anon_kb"`
-	EndFileKB  int64 `json:"end_file_kb"`
-	Heap       heapFigures
-	GOGC       int64  `json:"gogc"`       // percent; -1: off
-	MemLimit   uint64 `json:"gomemlimit"` // bytes; math.MaxInt64: none
-	GOMAXPROCS int    `json:"gomaxprocs"`
-	Error      string `json:"error,omitempty"`
+	// the first alert; VmRSS's anonymous and file-backed parts then, and VmRSS and its parts at
+	// the end.
+	PeakRSSKB   int64 `json:"peak_rss_kb"`
+	WiredRSSKB  int64 `json:"wired_rss_kb"`
+	WiredAnonKB int64 `json:"wired_anon_kb"`
+	WiredFileKB int64 `json:"wired_file_kb"`
+	EndRSSKB    int64 `json:"end_rss_kb"`
+	EndAnonKB   int64 `json:"end_anon_kb"`
+	EndFileKB   int64 `json:"end_file_kb"`
+	Heap        heapFigures
+	GOGC        int64  `json:"gogc"`       // percent; -1: off
+	MemLimit    uint64 `json:"gomemlimit"` // bytes; math.MaxInt64: none
+	GOMAXPROCS  int    `json:"gomaxprocs"`
+	Error       string `json:"error,omitempty"`
 }
 
 // heapFigures are the child's runtime.MemStats: the peaks as sampled while it ran, and the
 // figures as the last alert was acked.
 type heapFigures struct {
-	PeakInuse, PeakSys         uint64
-	Inuse, Sys, Idle, Released uint64
-	Stack, RuntimeSys, NextGC  uint64
-	NumGC                      uint32
+	PeakInuse, PeakSys        uint64
+	Inuse, Sys, Released      uint64
+	Stack, RuntimeSys, NextGC uint64
+	NumGC                     uint32
 }
 
 // heapSampler keeps the peaks of HeapInuse and HeapSys, read every heapSampleEvery.
@@ -95,7 +98,7 @@ func (h *heapSampler) sample() heapFigures {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.f.PeakInuse, h.f.PeakSys = max(h.f.PeakInuse, ms.HeapInuse), max(h.f.PeakSys, ms.HeapSys)
-	h.f.Inuse, h.f.Sys, h.f.Idle, h.f.Released = ms.HeapInuse, ms.HeapSys, ms.HeapIdle, ms.HeapReleased
+	h.f.Inuse, h.f.Sys, h.f.Released = ms.HeapInuse, ms.HeapSys, ms.HeapReleased
 	h.f.Stack, h.f.RuntimeSys, h.f.NextGC, h.f.NumGC = ms.StackSys, ms.Sys, ms.NextGC, ms.NumGC
 	return h.f
 }
@@ -138,6 +141,10 @@ func replicaChild(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *memProfile != "" {
+		// The default rate samples one allocation per 512 KiB: too few for a heap of a few MiB.
+		runtime.MemProfileRate = 4096
+	}
 	ctx := context.Background()
 	pbs, err := loadPlaybooks(*dir)
 	if err != nil {
@@ -151,7 +158,8 @@ func replicaChild(args []string) error {
 	defer r.close()
 	heap := startHeapSampler()
 	var rep replicaReport
-	rep.WiredRSSKB = peakRSSKB()
+	wired := selfStatusKB()
+	rep.WiredRSSKB, rep.WiredAnonKB, rep.WiredFileKB = wired["VmHWM"], wired["RssAnon"], wired["RssFile"]
 	rep.GOGC, rep.MemLimit, rep.GOMAXPROCS = gcSettings()
 	out := json.NewEncoder(os.Stdout)
 	if err := out.Encode(map[string]bool{"ready": true}); err != nil {
@@ -314,11 +322,11 @@ func rssResult(n, inFlight int, vendorDelay time.Duration, u usage, rep replicaR
 	ideal := idealRate(inFlight, vendorDelay)
 	r := newResult("rss", fmt.Sprintf("one replica in a child process, N=%d", inFlight), n, u, whereChild)
 	r.setRef(fmt.Sprintf("N ÷ %s", vendorDelay), ideal)
-	r.Fig = &figure{Label: "one replica: peak RSS", Value: mib(rep.PeakRSSKB * 1024), Unit: "MiB", Target: rssTarget, AtMost: true}
+	r.Fig = &figure{Label: "one replica: peak RSS", Value: kib(rep.PeakRSSKB), Unit: "MiB", Target: rssTarget, AtMost: true}
 	h := rep.Heap
 	limit := "none"
 	if rep.MemLimit < math.MaxInt64 {
-		limit = fmt.Sprintf("%.0f MiB", mib(int64(rep.MemLimit)))
+		limit = fmt.Sprintf("%.0f MiB", mibU(rep.MemLimit))
 	}
 	gogc := "off"
 	if rep.GOGC >= 0 {
@@ -326,15 +334,16 @@ func rssResult(n, inFlight int, vendorDelay time.Duration, u usage, rep replicaR
 	}
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("%.2f of N ÷ %s", r.Rate/ideal, vendorDelay),
-		fmt.Sprintf("riposte's process alone: peak RSS %.1f MiB (%.1f once wired, before the first alert); at the end RSS %.1f = %.1f anonymous + %.1f file-backed (the binary's pages)",
-			mib(rep.PeakRSSKB*1024), mib(rep.WiredRSSKB*1024), mib(rep.EndRSSKB*1024), mib(rep.EndAnonKB*1024), mib(rep.EndFileKB*1024)),
-		fmt.Sprintf("Go heap, MiB: HeapInuse peak %.1f, HeapSys peak %.1f (sampled every %s); at the end HeapInuse %.1f, HeapSys %.1f (idle %.1f, of it returned to the OS %.1f), stacks %.1f, all the runtime's memory (Sys) %.1f; next GC at %.1f; %d GCs; GOGC %s, GOMEMLIMIT %s, GOMAXPROCS %d",
-			mibU(h.PeakInuse), mibU(h.PeakSys), heapSampleEvery, mibU(h.Inuse), mibU(h.Sys), mibU(h.Idle), mibU(h.Released), mibU(h.Stack), mibU(h.RuntimeSys), mibU(h.NextGC), h.NumGC, gogc, limit, rep.GOMAXPROCS),
+		fmt.Sprintf("riposte's process alone, MiB: peak RSS %.1f (%.1f once wired, before the first alert: %.1f anonymous + %.1f file-backed); at the end RSS %.1f = %.1f anonymous + %.1f file-backed (the binary's pages)",
+			kib(rep.PeakRSSKB), kib(rep.WiredRSSKB), kib(rep.WiredAnonKB), kib(rep.WiredFileKB), kib(rep.EndRSSKB), kib(rep.EndAnonKB), kib(rep.EndFileKB)),
+		fmt.Sprintf("Go heap, MiB: HeapInuse peak %.1f, HeapSys peak %.1f (sampled every %s); at the end HeapInuse %.1f, HeapSys %.1f, %.1f of it returned to the OS; stacks %.1f; the runtime's total (Sys) %.1f; %d GCs, the next at %.1f; GOGC %s, GOMEMLIMIT %s, GOMAXPROCS %d",
+			mibU(h.PeakInuse), mibU(h.PeakSys), heapSampleEvery, mibU(h.Inuse), mibU(h.Sys), mibU(h.Released), mibU(h.Stack), mibU(h.RuntimeSys), h.NumGC, mibU(h.NextGC), gogc, limit, rep.GOMAXPROCS),
 		fmt.Sprintf("CPU: riposte's process %.2f s (%.3f s per 1k alerts), the server's %.2f s", time.Duration(rep.CPUNS).Seconds(), time.Duration(rep.CPUNS).Seconds()*1000/float64(n), serverCPU.Seconds()))
 	return r
 }
 
-func mib(b int64) float64   { return float64(b) / (1 << 20) }
+// kib and mibU give MiB of KiB (/proc) and of bytes (the runtime).
+func kib(kb int64) float64  { return float64(kb) / 1024 }
 func mibU(b uint64) float64 { return float64(b) / (1 << 20) }
 
 // parseStatusKB reads the "Name:   1234 kB" lines of /proc/<pid>/status, in KiB.
