@@ -334,7 +334,7 @@ func rssResult(n, inFlight int, vendorDelay time.Duration, u usage, rep replicaR
 	}
 	r.Notes = append(r.Notes,
 		fmt.Sprintf("%.2f of N ÷ %s", r.Rate/ideal, vendorDelay),
-		fmt.Sprintf("riposte's process alone, MiB: peak RSS %.1f (%.1f once wired, before the first alert: %.1f anonymous + %.1f file-backed); at the end RSS %.1f = %.1f anonymous + %.1f file-backed (the binary's pages)",
+		fmt.Sprintf("riposte's process alone, MiB: peak RSS %.1f (%.1f once wired, before the first alert: %.1f anonymous + %.1f file-backed); at the end RSS %.1f = %.1f anonymous + %.1f file-backed (the binary's pages, and libc's)",
 			kib(rep.PeakRSSKB), kib(rep.WiredRSSKB), kib(rep.WiredAnonKB), kib(rep.WiredFileKB), kib(rep.EndRSSKB), kib(rep.EndAnonKB), kib(rep.EndFileKB)),
 		fmt.Sprintf("Go heap, MiB: HeapInuse peak %.1f, HeapSys peak %.1f (sampled every %s); at the end HeapInuse %.1f, HeapSys %.1f, %.1f of it returned to the OS; stacks %.1f; the runtime's total (Sys) %.1f; %d GCs, the next at %.1f; GOGC %s, GOMEMLIMIT %s, GOMAXPROCS %d",
 			mibU(h.PeakInuse), mibU(h.PeakSys), heapSampleEvery, mibU(h.Inuse), mibU(h.Sys), mibU(h.Released), mibU(h.Stack), mibU(h.RuntimeSys), h.NumGC, mibU(h.NextGC), gogc, limit, rep.GOMAXPROCS),
