@@ -261,12 +261,13 @@ func probeClient(certFile string) (*http.Client, string, error) {
 type httpExtras struct {
 	tls     *tls.Config  // HTTPS; nil: plain HTTP
 	console http.Handler // /console; nil: off
+	pprof   bool         // /debug/pprof/
 }
 
 // httpExtras are the listener's TLS and, with --console, the console.
 func (w *worker) httpExtras() httpExtras {
 	c := &w.settings.console
-	x := httpExtras{tls: c.tls}
+	x := httpExtras{tls: c.tls, pprof: w.settings.pprof}
 	if c.enabled {
 		con := newConsole(c, w.log.Named("console"), w.consoleDeps)
 		w.console.Store(con)
