@@ -5,8 +5,10 @@ import (
 	"encoding/xml"
 	"errors"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -169,5 +171,49 @@ func TestOptions(t *testing.T) {
 	}
 	if o.replicaInFlight != 8 || o.svg != "docs/benchmarks.svg" || len(o.cases) != 1 {
 		t.Errorf("options = %+v", o)
+	}
+	if d := mustOptions(t); !slices.Contains(d.cases, "rss") {
+		t.Errorf("the default run leaves out the rss case: %q", d.cases)
+	}
+}
+
+func TestParseStatusKB(t *testing.T) {
+	status := "Name:\tbench\nVmPeak:\t 1300 kB\nVmHWM:\t   40960 kB\nVmRSS:\t   39936 kB\nRssAnon:\t   21504 kB\nRssFile:\t   18432 kB\nThreads:\t7\n"
+	got := parseStatusKB([]byte(status))
+	for k, want := range map[string]int64{"VmHWM": 40960, "VmRSS": 39936, "RssAnon": 21504, "RssFile": 18432} {
+		if got[k] != want {
+			t.Errorf("%s = %d, want %d", k, got[k], want)
+		}
+	}
+	if _, ok := got["Threads"]; ok {
+		t.Error("a count was read as kB")
+	}
+}
+
+// The rss row is judged by the child's own peak RSS against 48 MiB, a ceiling, and says where
+// the memory is.
+func TestRSSResult(t *testing.T) {
+	rep := replicaReport{Acked: 1280, WallNS: int64(time.Second), CPUNS: int64(300 * time.Millisecond),
+		PeakRSSKB: 50 * 1024, WiredRSSKB: 20 * 1024, WiredAnonKB: 5 * 1024, WiredFileKB: 15 * 1024, EndRSSKB: 45 * 1024, EndAnonKB: 27 * 1024, EndFileKB: 18 * 1024,
+		Heap: heapFigures{PeakInuse: 12 << 20, PeakSys: 20 << 20, Inuse: 10 << 20, Sys: 20 << 20, NumGC: 9},
+		GOGC: 100, MemLimit: math.MaxInt64, GOMAXPROCS: 2}
+	u := usage{wall: time.Second, cpu: 500 * time.Millisecond, rssKB: rep.PeakRSSKB}
+	r := rssResult(1280, 64, 50*time.Millisecond, u, rep, 200*time.Millisecond)
+	if r.Fig == nil || r.Fig.met() || r.Fig.targetText() != "≤ 48 MiB" || r.Fig.valueText() != "50.00 MiB" {
+		t.Fatalf("figure %+v: want 50.00 MiB, not meeting ≤ 48 MiB", r.Fig)
+	}
+	if r.Where != whereChild || r.rssMiB() != 50 {
+		t.Errorf("row %q, peak RSS %v MiB", r.Where, r.rssMiB())
+	}
+	notes := strings.Join(r.Notes, "; ")
+	for _, want := range []string{"HeapInuse peak 12.0", "HeapSys peak 20.0", "GOGC 100", "GOMEMLIMIT none", "20.0 once wired, before the first alert: 5.0 anonymous + 15.0 file-backed", "27.0 anonymous + 18.0 file-backed", "riposte's process 0.30 s (0.234 s per 1k alerts), the server's 0.20 s"} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the notes lack %q: %s", want, notes)
+		}
+	}
+	rep.PeakRSSKB, rep.GOGC, rep.MemLimit = 40*1024, -1, 40<<20
+	r = rssResult(1280, 64, 50*time.Millisecond, u, rep, 0)
+	if notes := strings.Join(r.Notes, "; "); !r.Fig.met() || !strings.Contains(notes, "GOGC off, GOMEMLIMIT 40 MiB") {
+		t.Errorf("40 MiB under GOGC=off GOMEMLIMIT=40MiB: met %v, %s", r.Fig.met(), notes)
 	}
 }

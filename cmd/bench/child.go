@@ -41,6 +41,8 @@ func runChild(args []string) int {
 		err = hecChild(args[1:])
 	case "pipeline":
 		err = pipelineChild(args[1:])
+	case "riposte":
+		err = replicaChild(args[1:])
 	default:
 		err = fmt.Errorf("unknown child %q", args[0])
 	}

@@ -3,7 +3,8 @@
 // and B, a minimal pull → parse → publish → ack pipeline written as well as we can, in this
 // process and in a child process), then riposte itself on the same server, each case as a ratio
 // to its reference: 50 playbooks none of which match against B; one HEC action with N alerts
-// in flight against N ÷ 50 ms; 1, 2 and 4 replicas; the latency publish → outcome at a fixed
+// in flight against N ÷ 50 ms, and the peak RSS of one such replica in a process of its own;
+// 1, 2 and 4 replicas; the latency publish → outcome at a fixed
 // rate; and a storm of quarantines. Every case checks that each alert got exactly one outcome,
 // or the run fails. It prints a table and, with -out, writes it into docs/benchmarks.md with
 // the machine, the date and a chart (docs/benchmarks.svg).
@@ -29,7 +30,7 @@ import (
 )
 
 // allCases is every case, in the order they run and are reported.
-var allCases = []string{"bare", "pipeline", "condition", "vendor", "replicas", "latency", "storm"}
+var allCases = []string{"bare", "pipeline", "condition", "vendor", "rss", "replicas", "latency", "storm"}
 
 type options struct {
 	alerts          int           // alerts per throughput case (bare, pipeline, condition)
@@ -53,7 +54,8 @@ type options struct {
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == childFlag {
-		// A process this command started: the fake HEC, or B in a process of its own.
+		// A process this command started: the fake HEC, or B or a riposte replica in a process
+		// of its own.
 		os.Exit(runChild(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -89,8 +91,8 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "riposte's log level; lines are JSON-encoded as worker run would, then dropped (off: no logger at all)")
 	fs.StringVar(&o.out, "out", "", "write the results into this Markdown file (make bench: docs/benchmarks.md), keeping its hand-written parts")
 	fs.StringVar(&o.svg, "svg", "", "write the chart here (default: benchmarks.svg beside -out)")
-	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each in-process case to this file, the case's name inserted before the extension")
-	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile after each in-process case (cumulative since start: profile one case with -cases)")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of each in-process case, and of the replica child's window (rss), to this file, the case's name inserted before the extension")
+	fs.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile after each in-process case (cumulative since start: profile one case with -cases), and the replica child's heap profile (rss)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary JetStream store and playbooks")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -223,6 +225,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		switch c {
 		case "vendor":
 			r, rerr := st.vendorBound(ctx)
+			if err = rerr; err == nil {
+				add(r)
+			}
+		case "rss":
+			r, rerr := st.rssCase(ctx)
 			if err = rerr; err == nil {
 				add(r)
 			}

@@ -21,18 +21,16 @@ func cpuTime() time.Duration {
 func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
 
 // peakRSSKB is VmHWM, the peak resident set size since start or the last reset, in KiB.
-func peakRSSKB() int64 {
+func peakRSSKB() int64 { return selfStatusKB()["VmHWM"] }
+
+// selfStatusKB is this process's memory figures from /proc/self/status (VmHWM, VmRSS, RssAnon,
+// RssFile, …), in KiB.
+func selfStatusKB() map[string]int64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
-		return 0
+		return nil
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
-			return n
-		}
-	}
-	return 0
+	return parseStatusKB(b)
 }
 
 // childAttr makes a child process die with this one, so an interrupted run leaves nothing behind.

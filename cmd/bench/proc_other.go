@@ -19,6 +19,7 @@ func cpuTime() time.Duration {
 
 func resetPeakRSS()                   {}
 func peakRSSKB() int64                { return 0 }
+func selfStatusKB() map[string]int64  { return nil }
 func childAttr() *syscall.SysProcAttr { return nil }
 
 func processCPU(int) time.Duration      { return 0 }

@@ -364,7 +364,7 @@ func (rep *report) svg() string {
 	}
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#333" stroke-dasharray="4 3"/>`+"\n", targetX, top, targetX, top+rowH*float64(len(figs)))
 	fmt.Fprintf(&b, `<text x="12" y="%.0f" fill="#555" font-size="12">Each bar is its figure ÷ its target, so the dashed line is every target. Green meets it, red misses it, grey has no target yet.</text>`+"\n", height-28)
-	fmt.Fprintf(&b, `<text x="12" y="%.0f" fill="#555" font-size="12">Latency is a ceiling: its bar should stop short of the line. Bars are cut at 1.5 × the target.</text>`+"\n", height-12)
+	fmt.Fprintf(&b, `<text x="12" y="%.0f" fill="#555" font-size="12">Latency and RSS are ceilings: their bars should stop short of the line. Bars are cut at 1.5 × the target.</text>`+"\n", height-12)
 	b.WriteString("</svg>\n")
 	return b.String()
 }

@@ -191,13 +191,28 @@ type replica struct {
 	https   []*http.Client
 }
 
-func (st *stack) newReplica(ctx context.Context, pbs []*playbook.Playbook, inFlight, index int, c *finishCounter, stages *stageTimes) (*replica, error) {
-	log, err := newLogger(st.o.logLevel)
+// wiring is what a replica is wired to: the server, the queue's settings, riposte's log level
+// and the fake HEC. The bench process and the replica child (rss.go) build replicas from it.
+type wiring struct {
+	natsURL  string
+	cfg      queue.Config
+	logLevel string
+	hecURL   string
+}
+
+func (st *stack) wiring() wiring {
+	return wiring{natsURL: st.srv.URL(), cfg: st.cfg, logLevel: st.o.logLevel, hecURL: st.hec.url}
+}
+
+// newReplica wires one replica as `worker run` does; c hears its deliveries end, and stages (nil:
+// not timed) where their time went.
+func newReplica(ctx context.Context, wr wiring, pbs []*playbook.Playbook, inFlight, index int, c *finishCounter, stages *stageTimes) (*replica, error) {
+	log, err := newLogger(wr.logLevel)
 	if err != nil {
 		return nil, err
 	}
 	name := fmt.Sprintf("bench-%d-%d", os.Getpid(), index)
-	nc, err := queue.Connect(st.srv.URL(), "riposte-worker", queue.Auth{}, log)
+	nc, err := queue.Connect(wr.natsURL, "riposte-worker", queue.Auth{}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -206,7 +221,7 @@ func (st *stack) newReplica(ctx context.Context, pbs []*playbook.Playbook, inFli
 		r.close()
 		return nil, err
 	}
-	cfg := st.cfg
+	cfg := wr.cfg
 	cfg.MaxInFlight = inFlight
 	if r.q, err = queue.New(nc, cfg, log); err != nil {
 		return fail(err)
@@ -236,7 +251,7 @@ func (st *stack) newReplica(ctx context.Context, pbs []*playbook.Playbook, inFli
 		var s actions.Settings
 		switch v.Name {
 		case "checkpoint":
-			s = actions.Settings{checkpoint.EnvBaseURL: st.hec.url, checkpoint.EnvClientID: hecClientID, checkpoint.EnvAccessKey: hecAccessKey}
+			s = actions.Settings{checkpoint.EnvBaseURL: wr.hecURL, checkpoint.EnvClientID: hecClientID, checkpoint.EnvAccessKey: hecAccessKey}
 		case "nats":
 		default:
 			return fail(fmt.Errorf("the bench has no fake for vendor %s", v.Name))
@@ -381,7 +396,7 @@ func (st *stack) runRiposte(ctx context.Context, c riposteCase) (usage, error) {
 		}
 	}()
 	for i := range c.replicas {
-		r, err := st.newReplica(ctx, c.pbs, c.inFlight, i, counter, c.stages)
+		r, err := newReplica(ctx, st.wiring(), c.pbs, c.inFlight, i, counter, c.stages)
 		if err != nil {
 			return usage{}, err
 		}
@@ -420,19 +435,9 @@ func (st *stack) runRiposte(ctx context.Context, c riposteCase) (usage, error) {
 			return usage{}, err
 		}
 	}
-	timeout := time.NewTimer(c.timeout)
-	defer timeout.Stop()
-	select {
-	case <-counter.done:
-	case err := <-errs:
+	if err := counter.await(ctx, errs, c.timeout); err != nil {
 		_, _ = w.end()
-		return usage{}, fmt.Errorf("queue.Run: %w", err)
-	case <-timeout.C:
-		_, _ = w.end()
-		return usage{}, fmt.Errorf("%d of %d alerts acked after %s (%d deliveries ended otherwise)", counter.acked.Load(), c.want, c.timeout, counter.other.Load())
-	case <-ctx.Done():
-		_, _ = w.end()
-		return usage{}, ctx.Err()
+		return usage{}, err
 	}
 	u, err := w.end()
 	stop()
@@ -440,10 +445,32 @@ func (st *stack) runRiposte(ctx context.Context, c riposteCase) (usage, error) {
 	if err != nil {
 		return u, err
 	}
-	if n := counter.other.Load(); n > 0 {
-		return u, fmt.Errorf("%d deliveries were retried or dead-lettered: a bench run must have none", n)
+	return u, counter.clean()
+}
+
+// await waits until every alert is acked, a replica's queue.Run fails (on errs), timeout passes
+// or ctx ends.
+func (c *finishCounter) await(ctx context.Context, errs <-chan error, timeout time.Duration) error {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.done:
+		return nil
+	case err := <-errs:
+		return fmt.Errorf("queue.Run: %w", err)
+	case <-t.C:
+		return fmt.Errorf("%d of %d alerts acked after %s (%d deliveries ended otherwise)", c.acked.Load(), c.want, timeout, c.other.Load())
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return u, nil
+}
+
+// clean says whether every delivery was acked at its first try.
+func (c *finishCounter) clean() error {
+	if n := c.other.Load(); n > 0 {
+		return fmt.Errorf("%d deliveries were retried or dead-lettered: a bench run must have none", n)
+	}
+	return nil
 }
 
 // playbookDir makes a fresh directory for a case's playbooks.

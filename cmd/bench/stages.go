@@ -20,11 +20,11 @@ type stage int
 const (
 	stageSlot    stage = iota // queue: delivery received → ack sent (decode, handler, outcome PubAck, ack; its confirmation is awaited off the slot)
 	stageHandler              // the handler: engine.Process and encoding the outcomes
-	stageClaim                // Locker.Lock: the step's claim (a key-value create)
-	stageRead                 // Journal.Get: has the step already succeeded?
+	stageClaim                // Locker.ClaimStep: the step's claim (a key-value create, where no record is)
+	stageRead                 // Journal.Get: has the step already succeeded? (not on a step's path since claims hold records)
 	stageVendor               // the HEC request, as the client saw it
-	stageWrite                // Journal.Put: the step's result
-	stageRelease              // the claim's release (stops its renewal, a revision-checked delete)
+	stageWrite                // the step's record, written over its claim (a revision-checked update)
+	stageRelease              // the claim's release (stops its renewal; deletes the claim only when no record replaced it)
 	stageCount
 )
 
@@ -116,6 +116,31 @@ func (t timedLocker) Lock(ctx context.Context, name string) (context.Context, fu
 		}
 	}
 	return held, release, wait, err
+}
+
+func (t timedLocker) ClaimStep(ctx context.Context, key string, usable func([]byte) bool) (context.Context,
+	func(context.Context, []byte) error, func(), bool, time.Duration, error) {
+	began := time.Now()
+	held, record, release, recorded, wait, err := t.l.ClaimStep(ctx, key, usable)
+	t.s.add(stageClaim, time.Since(began))
+	if record != nil {
+		inner := record
+		record = func(ctx context.Context, b []byte) error {
+			began := time.Now()
+			err := inner(ctx, b)
+			t.s.add(stageWrite, time.Since(began))
+			return err
+		}
+	}
+	if release != nil {
+		inner := release
+		release = func() {
+			began := time.Now()
+			inner()
+			t.s.add(stageRelease, time.Since(began))
+		}
+	}
+	return held, record, release, recorded, wait, err
 }
 
 // timedVendor times every vendor request into the stages.

@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // A storm through the whole worker: 30 alerts at once share a few HEC requests; each outcome
@@ -15,7 +18,8 @@ import (
 // acked once its outcome is stored, none dead-lettered.
 func TestBatchStormE2E(t *testing.T) {
 	t.Parallel()
-	s := startStack(t, "testdata/batch", nil)
+	s := startStack(t, "testdata/batch", withHTTP)
+	s.awaitMetrics(`riposte_batch_steps_count{action="checkpoint.quarantine_entity"} 0`)
 	s.hec.RejectEntity("ent-13", http.StatusNotFound, "Entity not found")
 	const n = 30
 	for i := range n {
@@ -32,6 +36,10 @@ func TestBatchStormE2E(t *testing.T) {
 	if len(calls) == 0 || len(calls) > n/5 {
 		t.Errorf("%d HEC requests for %d alerts; want a few of up to 10 entities", len(calls), n)
 	}
+	// Every call and every alert it served is counted: HEC answers for each entity, so a
+	// batched call is never sent again in halves here.
+	s.awaitMetrics(fmt.Sprintf(`riposte_batch_steps_count{action="checkpoint.quarantine_entity"} %d`, len(calls)),
+		fmt.Sprintf(`riposte_batch_steps_sum{action="checkpoint.quarantine_entity"} %d`, n))
 	seenTask := map[string]string{}
 	for _, m := range s.all("SOAR_OUTCOMES", subject) {
 		var o map[string]any
@@ -83,5 +91,33 @@ func TestBatchValidateRejectsAnActionThatCannotBatch(t *testing.T) {
 		`the actions that can are checkpoint.entity_action, checkpoint.quarantine_entity, checkpoint.restore_entity or gravityzone.add_to_blocklist`
 	if !strings.Contains(errOut.String(), want) {
 		t.Errorf("validate printed:\n%s\nwant a line:\n%s", errOut.String(), want)
+	}
+}
+
+// A batch bigger than the alerts a replica has in flight is warned about, naming the step; one
+// that fits is not.
+func TestBatchOverMaxInFlightIsWarned(t *testing.T) {
+	t.Parallel()
+	pbs, err := loadPlaybooks("testdata/batch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		inFlight int
+		warned   bool
+	}{{64, false}, {10, false}, {9, true}} {
+		core, logs := observer.New(zap.WarnLevel)
+		got := batchedActions(pbs, tt.inFlight, zap.New(core))
+		if len(got) != 1 || got[0] != "checkpoint.quarantine_entity" {
+			t.Errorf("batched actions %v, want [checkpoint.quarantine_entity]", got)
+		}
+		warns := logs.FilterMessageSnippet("every call waits max_wait").All()
+		if (len(warns) == 1) != tt.warned || len(warns) > 1 {
+			t.Errorf("max-in-flight %d: %d warnings, want warned=%v", tt.inFlight, len(warns), tt.warned)
+			continue
+		}
+		if tt.warned && (warns[0].ContextMap()["step"] == nil || warns[0].ContextMap()["max_size"] != int64(10)) {
+			t.Errorf("warning without the step and its max_size: %v", warns[0].ContextMap())
+		}
 	}
 }

@@ -167,6 +167,7 @@ type settings struct {
 	maxInFlight int
 	breaker     actions.GuardSettings
 	console     consoleSettings // the web console and the listener's TLS (console.go)
+	pprof       bool
 	// warnings are settings that work but are likely a mistake, logged at start.
 	warnings []string
 	env      environ
@@ -219,6 +220,7 @@ func defineWorker(f *envFlags, s *settings) {
 	f.Duration(&q.DuplicateWindow, "duplicate-window", "RIPOSTE_DUPLICATE_WINDOW", d.DuplicateWindow, "Nats-Msg-Id de-duplication window of the streams the worker creates")
 	f.Int(&q.MaxAlertBytes, "max-alert-bytes", "RIPOSTE_MAX_ALERT_BYTES", d.MaxAlertBytes, "larger alerts are dead-lettered as too_large")
 	f.Duration(&q.GracePeriod, "grace-period", "RIPOSTE_GRACE_PERIOD", d.GracePeriod, "how long shutdown waits for alerts in flight")
+	f.Bool(&s.pprof, "pprof", "RIPOSTE_PPROF", false, "serve Go's profiles (net/http/pprof) on --http-addr at /debug/pprof/, for diagnosing CPU and memory")
 	c := &s.console
 	f.Bool(&c.enabled, "console", "RIPOSTE_CONSOLE", false, "serve the web console on --http-addr at /console (off a loopback address it needs --console-tokens or --http-client-ca)")
 	f.String(&c.tokensFile, "console-tokens", "RIPOSTE_CONSOLE_TOKENS", "", "file of console operators, one \"name token\" per line: an operator signs in with the token and decides as the name")
@@ -289,6 +291,12 @@ func (s *settings) finish(env environ) error {
 	warnings, err := s.console.finish(s.httpAddr)
 	errs = append(errs, err)
 	s.warnings = append(s.warnings, warnings...)
+	switch {
+	case s.pprof && s.httpAddr == "":
+		bad("--pprof serves on --http-addr, which is empty")
+	case s.pprof && !loopbackAddr(s.httpAddr):
+		s.warnings = append(s.warnings, fmt.Sprintf("--pprof on --http-addr %q, which is not a loopback address: anyone who reaches it can read the worker's memory profile and stall it with CPU profiles", s.httpAddr))
+	}
 	return errors.Join(errs...)
 }
 

@@ -23,11 +23,14 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/riposte-soar/riposte/internal/queue"
 )
@@ -258,14 +261,17 @@ func probeClient(certFile string) (*http.Client, string, error) {
 type httpExtras struct {
 	tls     *tls.Config  // HTTPS; nil: plain HTTP
 	console http.Handler // /console; nil: off
+	pprof   bool         // /debug/pprof/
 }
 
 // httpExtras are the listener's TLS and, with --console, the console.
 func (w *worker) httpExtras() httpExtras {
 	c := &w.settings.console
-	x := httpExtras{tls: c.tls}
+	x := httpExtras{tls: c.tls, pprof: w.settings.pprof}
 	if c.enabled {
-		x.console = newConsole(c, w.log.Named("console"), w.consoleDeps)
+		con := newConsole(c, w.log.Named("console"), w.consoleDeps)
+		w.console.Store(con)
+		x.console = con
 	}
 	return x
 }
@@ -295,15 +301,87 @@ func (w *worker) consoleDeps() (*consoleDeps, error) {
 // console serves /console.
 type console struct {
 	log   *zap.Logger
-	users []consoleUser
-	mtls  bool
-	open  bool   // no authentication (loopback): operators give their name
-	key   []byte // this process's: signs flashes, and sessions when there are no tokens
-	deps  func() (*consoleDeps, error)
-	pages map[string]*template.Template
-	mux   *http.ServeMux
+	users atomic.Pointer[[]consoleUser] // swapped by reloadTokens
+	// tokensFile is where users came from; "" when there are none (mTLS or unauthenticated).
+	tokensFile string
+	mtls       bool
+	open       bool   // no authentication (loopback): operators give their name
+	key        []byte // this process's: signs flashes, and sessions when there are no tokens
+	deps       func() (*consoleDeps, error)
+	pages      map[string]*template.Template
+	mux        *http.ServeMux
 	// decisionWait bounds how long a decision waits to be applied before the page comes back.
 	decisionWait time.Duration
+	signIns      *signInGate
+}
+
+// signInGate slows down guessing tokens: each remote address may fail signInBurst sign-ins,
+// then one more every signInEvery; while it has none left, its sign-ins are refused before
+// any token is compared, the right one too. Behind a reverse proxy every operator shares the
+// proxy's address, and so its allowance.
+type signInGate struct {
+	mu    sync.Mutex
+	now   func() time.Time
+	addrs map[string]*signInAddr
+}
+
+type signInAddr struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+const (
+	signInBurst = 5
+	signInEvery = 30 * time.Second
+	signInAddrs = 10_000 // addresses remembered; past it, those quiet for long are forgotten
+)
+
+func newSignInGate(now func() time.Time) *signInGate {
+	return &signInGate{now: now, addrs: map[string]*signInAddr{}}
+}
+
+// wait is how long addr must wait before it may try again; 0 when it may now.
+func (g *signInGate) wait(addr string) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a := g.addrs[addr]
+	if a == nil {
+		return 0
+	}
+	left := a.lim.TokensAt(g.now())
+	if left >= 1 {
+		return 0
+	}
+	return time.Duration((1 - left) * float64(signInEvery))
+}
+
+// failed counts a failed sign-in from addr.
+func (g *signInGate) failed(addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	a := g.addrs[addr]
+	if a == nil {
+		if len(g.addrs) >= signInAddrs {
+			for k, o := range g.addrs {
+				if now.Sub(o.seen) > signInBurst*signInEvery { // refilled: nothing to remember
+					delete(g.addrs, k)
+				}
+			}
+		}
+		a = &signInAddr{lim: rate.NewLimiter(rate.Every(signInEvery), signInBurst)}
+		g.addrs[addr] = a
+	}
+	a.seen = now
+	a.lim.AllowN(now, 1)
+}
+
+// remoteHost is r's client address without its port.
+func remoteHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
 }
 
 const (
@@ -314,10 +392,11 @@ const (
 
 func newConsole(s *consoleSettings, log *zap.Logger, deps func() (*consoleDeps, error)) *console {
 	c := &console{
-		log: log, users: s.users, mtls: s.mtls(), deps: deps, key: make([]byte, 32),
-		pages: map[string]*template.Template{}, decisionWait: 5 * time.Second,
+		log: log, tokensFile: s.tokensFile, mtls: s.mtls(), deps: deps, key: make([]byte, 32),
+		pages: map[string]*template.Template{}, decisionWait: 5 * time.Second, signIns: newSignInGate(time.Now),
 	}
-	c.open = len(c.users) == 0 && !c.mtls
+	c.users.Store(&s.users)
+	c.open = len(s.users) == 0 && !c.mtls
 	if _, err := rand.Read(c.key); err != nil {
 		panic(err) // crypto/rand does not fail on the systems Go supports
 	}
@@ -338,6 +417,27 @@ func newConsole(s *consoleSettings, log *zap.Logger, deps func() (*consoleDeps, 
 	m.HandleFunc("POST /console/dlq/{seq}/replay", c.authed(c.replay))
 	c.mux = m
 	return c
+}
+
+// operators are the tokens file's operators as last read; none without a tokens file.
+func (c *console) operators() []consoleUser { return *c.users.Load() }
+
+// reloadTokens reads the tokens file again, so that an operator added or removed takes effect
+// without a restart: a removed operator's token signs no one in, and their open sessions,
+// signed with it, end. A file that no longer reads keeps the operators read last.
+func (c *console) reloadTokens() error {
+	if c.tokensFile == "" {
+		return nil
+	}
+	users, warning, err := readConsoleTokens(c.tokensFile)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		c.log.Warn(warning)
+	}
+	c.users.Store(&users)
+	return nil
 }
 
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -376,7 +476,7 @@ func (c *console) identify(r *http.Request) *operator {
 		}
 	}
 	ck, err := r.Cookie(sessionCookie)
-	if err != nil || c.mtls && len(c.users) == 0 {
+	if err != nil || c.mtls && len(c.operators()) == 0 {
 		return nil
 	}
 	name, key, ok := c.session(ck.Value)
@@ -403,7 +503,7 @@ func (c *console) sessionKey(name string) ([]byte, bool) {
 	if c.open {
 		return c.key, true
 	}
-	for _, u := range c.users {
+	for _, u := range c.operators() {
 		if u.name == name {
 			return []byte(u.token), true
 		}
@@ -466,7 +566,7 @@ func (c *console) authed(next func(http.ResponseWriter, *http.Request, *operator
 	return func(w http.ResponseWriter, r *http.Request) {
 		op := c.identify(r)
 		if op == nil {
-			if r.Method == http.MethodGet && !(c.mtls && len(c.users) == 0) {
+			if r.Method == http.MethodGet && !(c.mtls && len(c.operators()) == 0) {
 				http.Redirect(w, r, "/console/login", http.StatusSeeOther)
 				return
 			}
@@ -487,7 +587,7 @@ func (c *console) authed(next func(http.ResponseWriter, *http.Request, *operator
 }
 
 func (c *console) signInHint() string {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		return "This console needs a client certificate signed by the worker's --http-client-ca; its common name (CN) is your name in decisions."
 	}
 	return "Sign in at /console/login first."
@@ -502,7 +602,7 @@ func (c *console) mode() string {
 	switch {
 	case c.open:
 		return "open"
-	case len(c.users) > 0:
+	case len(c.operators()) > 0:
 		return "tokens"
 	}
 	return "mtls"
@@ -576,7 +676,7 @@ func (c *console) render(w http.ResponseWriter, r *http.Request, status int, pag
 }
 
 func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		c.refuse(w, r, http.StatusUnauthorized, c.signInHint())
 		return
 	}
@@ -586,7 +686,7 @@ func (c *console) loginPage(w http.ResponseWriter, r *http.Request) {
 // login signs an operator in: with a token from the tokens file, or on an unauthenticated
 // console with the name they give.
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
-	if c.mtls && len(c.users) == 0 {
+	if c.mtls && len(c.operators()) == 0 {
 		c.refuse(w, r, http.StatusUnauthorized, c.signInHint())
 		return
 	}
@@ -603,13 +703,21 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else {
+		if wait := c.signIns.wait(remoteHost(r)); wait > 0 {
+			c.log.Warn("console sign-in refused: too many wrong tokens from this address", zap.String("remote", r.RemoteAddr), zap.Duration("retry_after", wait))
+			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)+1))
+			c.render(w, r, http.StatusTooManyRequests, "login", &consoleView{Title: "Sign in",
+				Error: fmt.Sprintf("Too many wrong tokens from your address: try again in %s.", wait.Round(time.Second))})
+			return
+		}
 		token := []byte(strings.TrimSpace(r.PostFormValue("token")))
-		for _, u := range c.users {
+		for _, u := range c.operators() {
 			if subtle.ConstantTimeCompare(token, []byte(u.token)) == 1 {
 				name = u.name
 			}
 		}
 		if name == "" {
+			c.signIns.failed(remoteHost(r))
 			c.log.Warn("console sign-in refused: unknown token", zap.String("remote", r.RemoteAddr))
 			c.render(w, r, http.StatusUnauthorized, "login", &consoleView{Title: "Sign in", Error: "That token is not one of the console's (--console-tokens)."})
 			return

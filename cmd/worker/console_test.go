@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/riposte-soar/riposte/internal/queue"
+	"github.com/riposte-soar/riposte/internal/testkit"
 )
 
 const (
@@ -326,7 +327,9 @@ func TestConsoleTokenSignInAndCSRF(t *testing.T) {
 	}
 	// Another operator's session, or a cookie signed with a token that is not the operator's,
 	// is nobody: a page sends them to sign in, and a form is refused.
-	forged := (&console{users: []consoleUser{{name: "alice", token: bobToken}}}).newSession("alice")
+	forger := &console{}
+	forger.users.Store(&[]consoleUser{{name: "alice", token: bobToken}})
+	forged := forger.newSession("alice")
 	stranger := newBrowserless(t, s.httpURL, false, nil)
 	u, _ := url.Parse(s.httpURL + "/console")
 	stranger.client.Jar.SetCookies(u, []*http.Cookie{{Name: sessionCookie, Value: forged, Path: "/console"}})
@@ -649,4 +652,106 @@ func writeTestPKI(t *testing.T) (certFile, keyFile string, p testPKI) {
 	p.caFile = writeFile(t, "ca.pem", pemOf("CERTIFICATE", caDER), 0o600)
 	p.client = client
 	return writeFile(t, "server.pem", pemOf("CERTIFICATE", srvDER), 0o600), writeFile(t, "server-key.pem", keyPEM(srvKey), 0o600), p
+}
+
+// Each address may get a few tokens wrong, then one more every signInEvery; another address is
+// not held back by it.
+func TestSignInGate(t *testing.T) {
+	t.Parallel()
+	clock := testkit.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	g := newSignInGate(clock.Now)
+	for i := range signInBurst {
+		if w := g.wait("192.0.2.1"); w != 0 {
+			t.Fatalf("after %d failures: wait %s, want none", i, w)
+		}
+		g.failed("192.0.2.1")
+	}
+	if w := g.wait("192.0.2.1"); w != signInEvery {
+		t.Fatalf("after %d failures: wait %s, want %s", signInBurst, w, signInEvery)
+	}
+	if w := g.wait("192.0.2.2"); w != 0 {
+		t.Errorf("another address waits %s", w)
+	}
+	clock.Advance(signInEvery / 3)
+	if w := g.wait("192.0.2.1"); w != signInEvery*2/3 {
+		t.Errorf("a third of the way: wait %s, want %s", w, signInEvery*2/3)
+	}
+	clock.Advance(signInEvery * 2 / 3)
+	if w := g.wait("192.0.2.1"); w != 0 {
+		t.Fatalf("after signInEvery: wait %s, want one more try", w)
+	}
+	g.failed("192.0.2.1")
+	if w := g.wait("192.0.2.1"); w != signInEvery {
+		t.Errorf("that try wrong too: wait %s, want %s", w, signInEvery)
+	}
+}
+
+// Through the console: after signInBurst wrong tokens, the right one is refused too, with 429
+// and a Retry-After, and the refusal is logged.
+func TestConsoleSlowsDownTokenGuessing(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	tokens := consoleTokens(t)
+	s := startStackLogged(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }), zap.New(core))
+	b := newBrowserless(t, s.httpURL, false, nil)
+	for i := range signInBurst {
+		if resp, _ := b.post("/console/login", url.Values{"token": {fmt.Sprintf("guess-%d-of-the-console-token", i)}}); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("wrong token %d: %d, want 401", i, resp.StatusCode)
+		}
+	}
+	resp, body := b.post("/console/login", url.Values{"token": {aliceToken}})
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Too many wrong tokens") {
+		t.Fatalf("the right token after %d wrong ones: %d, Retry-After %q\n%s", signInBurst, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if len(resp.Cookies()) != 0 {
+		t.Errorf("a refused sign-in set cookies: %v", resp.Cookies())
+	}
+	if n := len(logs.FilterMessageSnippet("too many wrong tokens").All()); n != 1 {
+		t.Errorf("%d log lines for the refusal, want 1", n)
+	}
+}
+
+// A reload reads the tokens file again: a removed operator's token and open session stop
+// working, a new operator signs in, and a file that no longer reads keeps the last operators.
+func TestConsoleTokensReload(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	tokens := consoleTokens(t)
+	s := startStackLogged(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }), zap.New(core))
+	bob := newBrowserless(t, s.httpURL, true, nil)
+	bob.signIn("token", bobToken)
+
+	const carolToken = "carol-console-token-0123456789"
+	if err := os.WriteFile(tokens, []byte("alice "+aliceToken+"\ncarol "+carolToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload := func() {
+		t.Helper()
+		resp, err := http.Post(s.httpURL+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST /-/reload: %d", resp.StatusCode)
+		}
+	}
+	reload()
+	if resp, body := bob.get("/console"); resp.StatusCode != http.StatusOK || !strings.Contains(body, `name="token"`) {
+		t.Errorf("bob's session after bob was removed: %d, want the sign-in page\n%s", resp.StatusCode, body)
+	}
+	if resp, _ := newBrowserless(t, s.httpURL, false, nil).post("/console/login", url.Values{"token": {bobToken}}); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("bob's token after bob was removed: %d, want 401", resp.StatusCode)
+	}
+	newBrowserless(t, s.httpURL, true, nil).signIn("token", carolToken)
+
+	if err := os.WriteFile(tokens, []byte("carol tiny-x9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reload()
+	newBrowserless(t, s.httpURL, true, nil).signIn("token", carolToken)
+	refused := logs.FilterMessageSnippet("console tokens not reloaded").All()
+	if len(refused) != 1 || strings.Contains(fmt.Sprint(refused[0].ContextMap()), "tiny-x9") {
+		t.Errorf("the broken tokens file: %d log lines %v, want one that quotes no line", len(refused), refused)
+	}
 }

@@ -95,3 +95,35 @@ func getPage(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// --pprof serves Go's profiles beside the metrics; without it they are not there.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		s := startStack(t, shippedPlaybooks, func(st *settings) { withHTTP(st); st.pprof = on })
+		resp, err := http.Get(s.httpURL + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case on && (resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "heap profile")):
+			t.Errorf("with --pprof: %d %.200s", resp.StatusCode, body)
+		case !on && resp.StatusCode != http.StatusNotFound:
+			t.Errorf("without --pprof: %d, want 404", resp.StatusCode)
+		}
+	}
+	var s settings
+	f := newEnvFlags("run", mapEnv(nil))
+	defineWorker(f, &s)
+	if err := f.fs.Parse([]string{"--pprof", "--http-addr", "0.0.0.0:9464"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.finish(mapEnv(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(s.warnings, "\n"), "--pprof on --http-addr \"0.0.0.0:9464\", which is not a loopback address") {
+		t.Errorf("no warning for pprof off loopback: %q", s.warnings)
+	}
+}

@@ -165,44 +165,101 @@ func (q *outcomeQuery) newest(ctx context.Context, js jetstream.JetStream, strea
 	return out, nil
 }
 
-// follow prints the outcomes the query selects as they are stored, from sequence from, until
-// ctx ends.
-func (q *outcomeQuery) follow(ctx context.Context, js jetstream.JetStream, stream string, from uint64, r *renderer) error {
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: q.subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-	})
-	if err != nil {
-		return fmt.Errorf("follow stream %q: %w", stream, err)
+// feed is one stream that followStreams reads: the messages on subjects stored from sequence
+// from (0: those stored after the follow begins), each handed to show, which prints it if it
+// wants it and says whether it did.
+type feed struct {
+	stream, what string // what: the stream's name for people ("outcomes stream")
+	subjects     []string
+	from         uint64
+	show         func(*jetstream.RawStreamMsg) bool
+}
+
+// followStreams prints what the feeds select as it is stored, in the order it arrives, until ctx
+// ends or count messages (0: no limit) have been printed; following calls back once every feed
+// is in place. `worker outcomes --follow` and
+// `worker watch` both follow through it: each feed is an ordered consumer, so nothing stored
+// while the tool runs is missed, across reconnects too.
+func followStreams(ctx context.Context, js jetstream.JetStream, feeds []feed, count int, following func()) error {
+	type got struct {
+		f   *feed
+		msg *jetstream.RawStreamMsg
+		err error
 	}
-	it, err := c.Messages()
-	if err != nil {
-		return fmt.Errorf("follow stream %q: %w", stream, err)
-	}
+	arrived := make(chan got)
 	stopped := make(chan struct{})
 	defer close(stopped)
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stopped:
+	for i := range feeds {
+		f := &feeds[i]
+		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: f.subjects, DeliverPolicy: jetstream.DeliverNewPolicy}
+		if f.from > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, f.from
 		}
-		it.Stop()
-	}()
-	for {
-		m, err := it.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("follow stream %q: %w", stream, err)
-		}
-		raw, err := rawFromMsg(m)
-		if err != nil {
+		if _, _, err := openStream(ctx, js, f.stream, f.what); err != nil {
 			return err
 		}
-		if o, ok := q.match(raw); ok {
-			r.outcome(raw, o)
+		c, err := js.OrderedConsumer(ctx, f.stream, cfg)
+		if err != nil {
+			return fmt.Errorf("follow stream %q: %w", f.stream, err)
+		}
+		it, err := c.Messages()
+		if err != nil {
+			return fmt.Errorf("follow stream %q: %w", f.stream, err)
+		}
+		go func() {
+			<-stopped
+			it.Stop()
+		}()
+		go func() {
+			for {
+				m, err := it.Next()
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				var raw *jetstream.RawStreamMsg
+				if err == nil {
+					raw, err = rawFromMsg(m)
+				}
+				if err != nil {
+					err = fmt.Errorf("follow stream %q: %w", f.stream, err)
+				}
+				select {
+				case arrived <- got{f, raw, err}:
+				case <-stopped:
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	following()
+	for printed := 0; count == 0 || printed < count; {
+		select {
+		case <-ctx.Done():
+			return nil
+		case g := <-arrived:
+			if g.err != nil {
+				return g.err
+			}
+			if g.f.show(g.msg) {
+				printed++
+			}
 		}
 	}
+	return nil
+}
+
+// feed is the outcomes the query selects, stored from sequence from, printed by r.
+func (q *outcomeQuery) feed(stream string, from uint64, r *renderer) feed {
+	return feed{stream: stream, what: "outcomes stream", subjects: q.subjects, from: from, show: func(m *jetstream.RawStreamMsg) bool {
+		o, ok := q.match(m)
+		if ok {
+			r.outcome(m, o)
+		}
+		return ok
+	}}
 }
 
 func cmdOutcomes(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
@@ -256,8 +313,9 @@ func cmdOutcomes(ctx context.Context, args []string, env environ, _ io.Reader, s
 		}
 		return nil
 	}
-	fmt.Fprintf(stderr, "following %s on %s\n", strings.Join(q.subjects, ", "), tf.url)
-	return q.follow(ctx, js, tf.cfg.OutcomesStream, info.State.LastSeq+1, r)
+	return followStreams(ctx, js, []feed{q.feed(tf.cfg.OutcomesStream, info.State.LastSeq+1, r)}, 0, func() {
+		fmt.Fprintf(stderr, "following %s on %s\n", strings.Join(q.subjects, ", "), tf.url)
+	})
 }
 
 // renderer prints stored outcomes and dead letters, as table rows for people or as one JSON

@@ -229,3 +229,68 @@ func TestOutcomesSearchReadsBackwards(t *testing.T) {
 		t.Errorf("outcomes --json = %q (%v)", out, err)
 	}
 }
+
+// watch follows both streams through the same code as outcomes --follow: an outcome and a dead
+// letter stored after it starts are printed, a line each, and --count ends it; one stored
+// before it started is not.
+func TestWatchPrintsOutcomesAndDeadLetters(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, shippedPlaybooks, nil)
+	s.publish(phishingSubject, "w-before", phishing("w-before", "ev-1", "ent-0"), nil)
+	s.await(s.cfg.OutcomesStream, "soar.outcomes.phishing-quarantine")
+
+	for _, asJSON := range []bool{false, true} {
+		args := []string{"watch", "--count", "2"}
+		if asJSON {
+			args = append(args, "--json")
+		}
+		var out, errOut syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			done <- dispatch(context.Background(), args, mapEnv(map[string]string{"NATS_URL": s.nc.ConnectedUrl()}), nil, &out, &errOut)
+		}()
+		s.eventually("watching", func() bool { return strings.Contains(errOut.String(), "watching") })
+		id := "w-" + fmt.Sprint(asJSON)
+		s.publish(phishingSubject, id, phishing(id, "ev-1", "ent-"+id), nil)
+		s.eventually("its outcome printed", func() bool { return strings.Contains(out.String(), id) })
+		s.publish(phishingSubject, id+"-bad", `{"broken`, nil)
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Fatalf("watch exit %d: %s", code, errOut.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("watch --count 2 did not end after an outcome and a dead letter; printed %q", out.String())
+		}
+		lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+		if len(lines) != 2 || strings.Contains(out.String(), "w-before") {
+			t.Fatalf("watch printed %q; want the two messages stored while it ran", out.String())
+		}
+		want := [][]string{{"SUCCEEDED", "phishing-quarantine", "alert=" + id}, {"DEAD", "alert=" + id + "-bad", "reason=invalid"}}
+		if asJSON {
+			want = [][]string{{"soar.outcomes.phishing-quarantine ", `"alert_id":"` + id + `"`, `"status":"succeeded"`},
+				{"soar.dlq.invalid ", "alert=" + id + "-bad", "reason=invalid"}}
+		}
+		for i, w := range want {
+			for _, part := range w {
+				if !strings.Contains(lines[i], part) {
+					t.Errorf("line %d %q lacks %q", i, lines[i], part)
+				}
+			}
+		}
+	}
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"watch", "--count", "-1"}, "--count must be 0"},
+		{[]string{"watch", "--dlq-stream", "NOPE"}, `no stream "NOPE"`},
+	} {
+		out, errOut, code := s.cli(tt.args...)
+		if code != 1 || !strings.Contains(out+errOut, tt.want) {
+			t.Errorf("worker %s: exit %d, output %q; want exit 1 and %q", strings.Join(tt.args, " "), code, out+errOut, tt.want)
+		}
+	}
+	s.settled()
+}

@@ -35,6 +35,13 @@ func (r *reloader) reload(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	log := r.w.log.With(zap.String("trigger", why))
+	if c := r.w.console.Load(); c != nil && c.tokensFile != "" {
+		if err := c.reloadTokens(); err != nil {
+			log.Error("console tokens not reloaded: the operators read last keep signing in", zap.Error(err))
+		} else {
+			log.Info("console tokens reloaded", zap.Int("operators", len(c.operators())))
+		}
+	}
 	pbs, err := loadPlaybooks(r.w.settings.playbooks)
 	if err == nil {
 		err = r.runnable(pbs)
@@ -54,6 +61,7 @@ func (r *reloader) reload(why string) error {
 		return err
 	}
 	r.eng.SetPlaybooks(pbs)
+	r.w.metrics.Batched(batchedActions(pbs, r.w.settings.maxInFlight, log)...)
 	names := make([]string, len(pbs))
 	for i, pb := range pbs {
 		names[i] = pb.Name

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -234,6 +235,13 @@ func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry
 		mux.Handle("/console", extra.console)
 		mux.Handle("/console/", extra.console)
 	}
+	if extra.pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, err
@@ -251,7 +259,7 @@ func serveHTTP(addr string, ready, reload func() error, reg *prometheus.Registry
 		}
 	}()
 	log.Info("serving health and metrics endpoints", zap.String("addr", ln.Addr().String()),
-		zap.Bool("tls", extra.tls != nil), zap.Bool("console", extra.console != nil))
+		zap.Bool("tls", extra.tls != nil), zap.Bool("console", extra.console != nil), zap.Bool("pprof", extra.pprof))
 	return ln.Addr().String(), func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

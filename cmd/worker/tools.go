@@ -97,53 +97,46 @@ func cmdPublish(ctx context.Context, args []string, env environ, stdin io.Reader
 	return nil
 }
 
-// cmdWatch prints outcomes and dead letters as they arrive.
+// cmdWatch prints outcomes and dead letters as they are stored: `worker outcomes --follow` for
+// both streams at once, a line each.
 func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdout, stderr io.Writer) error {
 	var (
-		url, outcomes, dlq string
-		count              int
-		asJSON             bool
+		tf     toolFlags
+		count  int
+		asJSON bool
 	)
-	d := queue.DefaultConfig()
 	f := newEnvFlags("watch", env)
-	f.String(&url, "nats-url", "NATS_URL", nats.DefaultURL, "server to watch")
-	f.String(&outcomes, "outcomes-prefix", "RIPOSTE_OUTCOMES_PREFIX", d.OutcomesPrefix, "outcome subjects' prefix")
-	f.String(&dlq, "dlq-prefix", "RIPOSTE_DLQ_PREFIX", d.DLQPrefix, "dead-letter subjects' prefix")
+	tf.define(f, false, true, true)
 	f.Int(&count, "count", "", 0, "exit after this many messages (0: run until interrupted)")
 	f.Bool(&asJSON, "json", "", false, "print each message as it is stored (an outcome's JSON), not a readable line")
 	if err := parseFlags(f, args, stderr); err != nil {
 		return err
 	}
-	nc, err := clientConnect(url, env, "riposte-watch")
+	if count < 0 {
+		return fmt.Errorf("--count must be 0 (until interrupted) or more, got %d", count)
+	}
+	nc, js, err := tf.connect(env, "riposte-watch")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	msgs := make(chan *nats.Msg, 64)
-	for _, subj := range []string{outcomes + ".>", dlq + ".>"} {
-		sub, err := nc.ChanSubscribe(subj, msgs)
-		if err != nil {
-			return fmt.Errorf("subscribe to %s: %w", subj, err)
+	dlq := tf.cfg.DLQPrefix
+	show := func(m *jetstream.RawStreamMsg) bool {
+		msg := &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}
+		if asJSON {
+			fmt.Fprintln(stdout, describeMessage(msg, dlq))
+		} else {
+			fmt.Fprintln(stdout, readableMessage(msg, dlq))
 		}
-		defer func() { _ = sub.Unsubscribe() }()
+		return true
 	}
-	if err := nc.Flush(); err != nil {
-		return err
+	feeds := []feed{
+		{stream: tf.cfg.OutcomesStream, what: "outcomes stream", subjects: []string{tf.cfg.OutcomesPrefix + ".>"}, show: show},
+		{stream: tf.cfg.DLQStream, what: "dlq stream", subjects: []string{dlq + ".>"}, show: show},
 	}
-	fmt.Fprintf(stderr, "watching %s.> and %s.> on %s\n", outcomes, dlq, url)
-	for seen := 0; count == 0 || seen < count; seen++ {
-		select {
-		case <-ctx.Done():
-			return nil
-		case m := <-msgs:
-			if asJSON {
-				fmt.Fprintln(stdout, describeMessage(m, dlq))
-			} else {
-				fmt.Fprintln(stdout, readableMessage(m, dlq))
-			}
-		}
-	}
-	return nil
+	return followStreams(ctx, js, feeds, count, func() {
+		fmt.Fprintf(stderr, "watching %s.> and %s.> on %s\n", tf.cfg.OutcomesPrefix, dlq, tf.url)
+	})
 }
 
 // readableMessage renders an outcome or a dead letter as one line for people: what happened to

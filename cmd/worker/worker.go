@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type worker struct {
 	state atomic.Pointer[runState]
 	// hup delivers SIGHUP, registered before start-up so it can never kill the worker; nil: none.
 	hup <-chan os.Signal
+	// console is the web console once the HTTP listener serves it; its tokens file is read
+	// again on every reload.
+	console atomic.Pointer[console]
 }
 
 type runState struct {
@@ -129,6 +133,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		defer stopGauges()
 	}
 	w.metrics.Vendors(w.vendors.names()...)
+	w.metrics.Batched(batchedActions(w.pbs, w.settings.maxInFlight, w.log)...)
 	dispatch := actions.NewDispatcher(w.log, append(w.vendors.dispatcherOptions(w.settings.breaker), actions.WithObserver(w.metrics))...)
 	name := workerName()
 	// A claim lasts as long as a delivery's ack wait: a replica cut off longer than that has
@@ -144,6 +149,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	eng := engine.New(w.pbs, w.vendors.registry, dispatch, journal, engine.Options{
 		Worker: name, Simulated: w.settings.simulate, Log: w.log, Observer: w.metrics, Locker: leases,
 		Approvals: gates{ap: approvals, now: time.Now}, JournalWriteBudget: q.Config().AckWait,
+		Batcher: actions.NewBatcher(dispatch, w.log, actions.WithBatchObserver(w.metrics)),
 	})
 	rl := &reloader{w: w, eng: eng}
 	w.state.Store(&runState{nc: nc, q: q, reloader: rl, approvals: approvals})
@@ -167,6 +173,29 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 		err = aerr
 	}
 	return err
+}
+
+// batchedActions are the actions pbs's steps batch, each once. A step whose max_size is over
+// the alerts a replica has in flight is warned about: its calls fill only when alerts carry
+// several targets each, and otherwise every one waits its max_wait.
+func batchedActions(pbs []*playbook.Playbook, maxInFlight int, log *zap.Logger) []string {
+	var names []string
+	for _, pb := range pbs {
+		for _, st := range pb.Steps {
+			if st.Batch == nil {
+				continue
+			}
+			if !slices.Contains(names, st.Action) {
+				names = append(names, st.Action)
+			}
+			if st.Batch.MaxSize > maxInFlight {
+				log.Warn("a batch can hold more targets than this replica has alerts in flight: unless alerts carry several targets each, every call waits max_wait",
+					zap.String("playbook", pb.Name), zap.String("step", st.ID), zap.Int("max_size", st.Batch.MaxSize),
+					zap.Int("max_in_flight", maxInFlight), zap.Duration("max_wait", st.Batch.MaxWait))
+			}
+		}
+	}
+	return names
 }
 
 // handler adapts the engine to the queue: the queue knows deliveries, the engine knows

@@ -35,6 +35,7 @@ type BatchPolicy struct {
 type Batcher struct {
 	d     *Dispatcher
 	log   *zap.Logger
+	obs   BatchObserver
 	after func(d time.Duration, f func()) (stop func() bool)
 
 	mu      sync.Mutex
@@ -51,9 +52,30 @@ func WithTimers(after func(d time.Duration, f func()) (stop func() bool)) Batche
 	return func(b *Batcher) { b.after = after }
 }
 
+// BatchObserver hears each vendor call a Batcher makes; the worker's metrics implement it.
+// Called from many goroutines at once.
+type BatchObserver interface {
+	// BatchCalled reports one call of action for steps steps (alerts) carrying targets
+	// targets; a call refused as a whole and sent again in halves reports each half too.
+	BatchCalled(action string, steps, targets int)
+}
+
+type nopBatchObserver struct{}
+
+func (nopBatchObserver) BatchCalled(string, int, int) {}
+
+// WithBatchObserver makes o hear every batched call. nil means none.
+func WithBatchObserver(o BatchObserver) BatcherOption {
+	return func(b *Batcher) {
+		if o != nil {
+			b.obs = o
+		}
+	}
+}
+
 // NewBatcher returns a Batcher whose calls go through d, logging to log.
 func NewBatcher(d *Dispatcher, log *zap.Logger, opts ...BatcherOption) *Batcher {
-	b := &Batcher{d: d, log: log, open: map[string]*batch{},
+	b := &Batcher{d: d, log: log, obs: nopBatchObserver{}, open: map[string]*batch{},
 		after: func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }}
 	for _, o := range opts {
 		o(b)
@@ -258,6 +280,7 @@ func (b *Batcher) call(ctx context.Context, g *batch, members []*member, prior i
 		act = eachJudged{g.action}
 	}
 	log := g.log.With(zap.Int("batch_steps", len(members)), zap.Int("batch_targets", len(targets)))
+	b.obs.BatchCalled(spec.Name, len(members), len(targets))
 	r := b.d.RunLogged(ctx, log, act, in, g.policy)
 	if len(members) > 1 && refusedWhole(r) {
 		log.Info("vendor refused a batched call as a whole; sending it again in halves to find the target it refuses", zap.Error(r.Err))

@@ -32,7 +32,8 @@ var errRefused = errors.New("block hosts: host refused")
 
 func newBatchRig(t *testing.T) *batchRig {
 	t.Helper()
-	r := &batchRig{clock: testkit.NewClock(t0), journal: newMemJournal(), locker: newMemLocker()}
+	r := &batchRig{clock: testkit.NewClock(t0), journal: newMemJournal()}
+	r.locker = newMemLocker(r.journal)
 	log := &callLog{}
 	r.block = &fakeAction{log: log, spec: actions.Spec{Name: "test.block", Vendor: "test",
 		Inputs: []actions.Input{{Name: "targets", Type: actions.StringList, Required: true}, {Name: "reason", Type: actions.String}},

@@ -144,10 +144,24 @@ type Result struct {
 }
 
 // Locker hands out leases shared by every replica; the queue implements it on the journal
-// bucket. Lock takes name, or says for about how long another holder keeps it (wait); held
-// ends if the lease is lost while the work it covers goes on.
+// bucket (queue.Leases). Lock takes name, or says for about how long another holder keeps it
+// (wait); held ends if the lease is lost while the work it covers goes on.
+//
+// ClaimStep claims one step (or item) of one alert, in the name of this delivery, keeping the
+// claim and, once the step succeeded, its journal record under the record's key: a claim taken
+// where no record is tells that the step has not succeeded yet, with no read of the journal,
+// and the record written over the claim ends it, with no release (two round trips to JetStream
+// per step, not four). recorded says the key holds the step's record, which usable accepted
+// (nothing is then claimed); a record usable refuses (it does not read) is claimed over, as a
+// lapsed claim is. wait is about how long another delivery's live claim lasts. Else the claim
+// is held, renewed until release, and held ends if it is lost. record writes the step's record
+// in the claim's place (it may be tried again, and fails with the same Permanent() errors as
+// Journal.Put); release gives up a claim that has no record, and does nothing once record
+// succeeded. With a Locker, steps are journaled through it, not through the Journal.
 type Locker interface {
 	Lock(ctx context.Context, name string) (held context.Context, release func(), wait time.Duration, err error)
+	ClaimStep(ctx context.Context, key string, usable func([]byte) bool) (held context.Context,
+		record func(context.Context, []byte) error, release func(), recorded bool, wait time.Duration, err error)
 }
 
 // maxLockWait bounds how long a run waits for a lease another run holds before it tries again:
@@ -193,8 +207,9 @@ type Options struct {
 	Log       *zap.Logger
 	Observer  Observer // nil: none
 	// Locker, when set, claims each step before its vendor is called, so that two deliveries
-	// of one alert never call a vendor for the same step at once, and serialises the runs of
-	// a playbook with a concurrency_key.
+	// of one alert never call a vendor for the same step at once, and keeps the step's
+	// journal record in its claim's place (the Journal is then not used for steps); and it
+	// serialises the runs of a playbook with a concurrency_key.
 	Locker Locker
 	// Batcher coalesces the calls of steps with `batch:` across alerts; nil means one on the
 	// engine's dispatcher, on real time.
@@ -644,39 +659,56 @@ func (e *Engine) itemRun(ctx context.Context, pb *playbook.Playbook, st *playboo
 		return so, stepEnd{}
 	}
 	if e.opts.Locker != nil {
-		// The claim comes first and the journal is read under it: a delivery that held the
-		// claim before us has recorded its result by the time it let go.
-		held, release, wait, err := e.opts.Locker.Lock(ctx, "step\x00"+key)
-		switch {
-		case err != nil:
-			log.Warn("claim the step; the alert will come back", zap.Error(err))
-			so.Status, so.Error = StatusFailed, err.Error()
-			return so, stepEnd{retry: true, requeue: true}
-		case wait > 0:
-			log.Info("another delivery of this alert is running this step; waiting for it", zap.Duration("wait", wait))
-			so.Status, so.Error = StatusFailed, "another delivery of this alert is running this step"
-			return so, stepEnd{retry: true, heldBack: true, retryAfter: min(wait, maxLockWait)}
-		}
-		defer release()
-		so, end := e.claimedStep(held, st, env, item, key, log)
-		if held.Err() != nil && ctx.Err() == nil && so.Status == StatusFailed {
-			// The claim lapsed under us (cut off from NATS): another replica may have the step
-			// now; leave it to whoever holds it.
-			log.Warn("lost the step's claim while running it; handing the alert back")
-			return so, stepEnd{retry: true, heldBack: true, retryAfter: maxLockWait}
-		}
-		return so, end
+		return e.claimStep(ctx, st, env, item, key, log)
 	}
 	return e.claimedStep(ctx, st, env, item, key, log)
 }
 
-// claimedStep runs a step (or one item of it) this delivery alone may run now.
+// claimStep runs a step (or one item of it) under a claim that shares its key with the step's
+// journal record (Locker.ClaimStep).
+func (e *Engine) claimStep(ctx context.Context, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
+	var rec journalRecord
+	held, record, release, recorded, wait, err := e.opts.Locker.ClaimStep(ctx, key, func(b []byte) (ok bool) {
+		rec, ok = decodeRecord(b, log)
+		return ok
+	})
+	switch {
+	case err != nil:
+		// Running the step blind could repeat a vendor call that already succeeded.
+		log.Warn("claim the step; the alert will come back", zap.Error(err))
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{retry: true, requeue: true}
+	case recorded:
+		return reused(so, rec), stepEnd{reused: true}
+	case wait > 0:
+		log.Info("another delivery of this alert is running this step; waiting for it", zap.Duration("wait", wait))
+		so.Status, so.Error = StatusFailed, "another delivery of this alert is running this step"
+		return so, stepEnd{retry: true, heldBack: true, retryAfter: min(wait, maxLockWait)}
+	}
+	defer release()
+	so, end, done := e.runStep(held, st, env, item, log)
+	if done != nil {
+		e.remember(held, record, *done, log)
+	}
+	if held.Err() != nil && ctx.Err() == nil && so.Status == StatusFailed {
+		log.Warn("lost the step's claim while running it; handing the alert back")
+		return so, stepEnd{retry: true, heldBack: true, retryAfter: maxLockWait}
+	}
+	return so, end
+}
+
+// reused is so as the journal's record of an earlier delivery left it.
+func reused(so StepOutcome, rec journalRecord) StepOutcome {
+	so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
+	so.Replayed = true
+	return so
+}
+
+// claimedStep runs a step (or one item of it) without claims (no Locker: tests, one process),
+// journaled through the Journal.
 func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbook.Env, item any, key string, log *zap.Logger) (StepOutcome, stepEnd) {
 	so := StepOutcome{ID: st.ID, Action: st.Action}
-	fail := func(err error) (StepOutcome, stepEnd) {
-		so.Status, so.Error = StatusFailed, err.Error()
-		return so, stepEnd{}
-	}
 	rec, ok, err := e.recall(ctx, key, log)
 	if err != nil {
 		// Running the step blind could repeat a vendor call that already succeeded.
@@ -685,12 +717,23 @@ func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbo
 		return so, stepEnd{retry: true, requeue: true}
 	}
 	if ok {
-		log.Info("step already succeeded on an earlier delivery; reusing its result")
-		so.Status, so.Output, so.Attempts, so.DurationMS = StatusSucceeded, rec.Output, rec.Attempts, rec.DurationMS
-		so.Replayed = true
-		return so, stepEnd{reused: true}
+		return reused(so, rec), stepEnd{reused: true}
 	}
+	so, end, done := e.runStep(ctx, st, env, item, log)
+	if done != nil && e.journal != nil {
+		e.remember(ctx, func(ctx context.Context, b []byte) error { return e.journal.Put(ctx, key, b) }, *done, log)
+	}
+	return so, end
+}
 
+// runStep renders a step's inputs and calls its vendor; rec is what the journal should keep of
+// it when it succeeded.
+func (e *Engine) runStep(ctx context.Context, st *playbook.Step, env *playbook.Env, item any, log *zap.Logger) (StepOutcome, stepEnd, *journalRecord) {
+	so := StepOutcome{ID: st.ID, Action: st.Action}
+	fail := func(err error) (StepOutcome, stepEnd, *journalRecord) {
+		so.Status, so.Error = StatusFailed, err.Error()
+		return so, stepEnd{}, nil
+	}
 	in, err := st.RenderItem(env, item)
 	if err != nil {
 		return fail(err)
@@ -717,15 +760,14 @@ func (e *Engine) claimedStep(ctx context.Context, st *playbook.Step, env *playbo
 			so.Output = r.Output
 		}
 		log.Warn("step failed", zap.Int("attempts", r.Attempts), zap.Bool("retryable", r.Retryable), zap.Error(r.Err))
-		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter, heldBack: r.HeldBack}
+		return so, stepEnd{retry: r.Retryable, retryAfter: r.RetryAfter, heldBack: r.HeldBack}, nil
 	}
 	// Clients decode with UseNumber to keep ids exact; expressions need real numbers, the
 	// same ones a journal replay will give.
 	jsonval.Normalize(r.Output)
 	so.Status, so.Output = StatusSucceeded, r.Output
 	log.Info("step succeeded", zap.Int("attempts", r.Attempts), zap.Int64("duration_ms", so.DurationMS), zap.Int("batch", r.Batch))
-	e.remember(ctx, key, journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}, log)
-	return so, stepEnd{}
+	return so, stepEnd{}, &journalRecord{Output: r.Output, Attempts: r.Attempts, DurationMS: so.DurationMS}
 }
 
 func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journalRecord, bool, error) {
@@ -739,16 +781,22 @@ func (e *Engine) recall(ctx context.Context, key string, log *zap.Logger) (journ
 	if !ok {
 		return journalRecord{}, false, nil
 	}
-	var rec journalRecord
+	rec, ok := decodeRecord(b, log)
+	return rec, ok, nil
+}
+
+// decodeRecord reads a journal record; ok is false for one that does not read, which was
+// written by us: no later delivery will read it better, so the step runs again.
+func decodeRecord(b []byte, log *zap.Logger) (rec journalRecord, ok bool) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	if err := dec.Decode(&rec); err != nil {
-		// Written by us and unreadable: no later delivery will read it better, so run the step.
 		log.Warn("step journal record unreadable; running the step", zap.Error(err))
-		return journalRecord{}, false, nil
+		return journalRecord{}, false
 	}
 	jsonval.Normalize(rec.Output)
-	return rec, true, nil
+	log.Info("step already succeeded on an earlier delivery; reusing its result")
+	return rec, true
 }
 
 // A journal write that fails is tried again, backing off from journalRetryFirst to
@@ -761,10 +809,9 @@ const (
 	defaultJournalWriteBudget = 30 * time.Second
 )
 
-func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, log *zap.Logger) {
-	if e.journal == nil {
-		return
-	}
+// remember writes a succeeded step's record with write (the journal's Put, or the step claim's
+// record), trying again within the write budget.
+func (e *Engine) remember(ctx context.Context, write func(context.Context, []byte) error, rec journalRecord, log *zap.Logger) {
 	b, err := json.Marshal(rec)
 	tries := 0
 	if err == nil {
@@ -776,7 +823,7 @@ func (e *Engine) remember(ctx context.Context, key string, rec journalRecord, lo
 		for wait := journalRetryFirst; ; wait = min(wait*2, journalRetryMax) {
 			tries++
 			try, cancelTry := context.WithTimeout(budget, journalTryTimeout)
-			err = e.journal.Put(try, key, b)
+			err = write(try, b)
 			cancelTry()
 			if err == nil || budget.Err() != nil || permanent(err) {
 				break

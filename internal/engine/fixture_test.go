@@ -165,7 +165,13 @@ type fixture struct {
 
 func newFixture(t testing.TB, adjust func(*engine.Options)) *fixture {
 	t.Helper()
-	f := &fixture{clock: testkit.NewClock(t0), journal: newMemJournal(), log: &callLog{}}
+	return newFixtureOn(t, newMemJournal(), adjust)
+}
+
+// newFixtureOn is newFixture on a journal of the test's, which its Locker may share.
+func newFixtureOn(t testing.TB, j *memJournal, adjust func(*engine.Options)) *fixture {
+	t.Helper()
+	f := &fixture{clock: testkit.NewClock(t0), journal: j, log: &callLog{}}
 	mk := func(name string, inputs ...actions.Input) *fakeAction {
 		return &fakeAction{spec: actions.Spec{Name: name, Vendor: "test", Inputs: inputs}, log: f.log}
 	}

@@ -12,14 +12,18 @@ import (
 )
 
 // memLocker is the engine's view of the queue's leases, in memory: names held, and a way to
-// take one away as a lapse would.
+// take one away as a lapse would. Its step claims keep their records in journal, as the
+// queue's keep them in the journal bucket.
 type memLocker struct {
-	mu    sync.Mutex
-	held  map[string]context.CancelFunc
-	taken []string
+	journal *memJournal
+	mu      sync.Mutex
+	held    map[string]context.CancelFunc
+	taken   []string
 }
 
-func newMemLocker() *memLocker { return &memLocker{held: map[string]context.CancelFunc{}} }
+func newMemLocker(j *memJournal) *memLocker {
+	return &memLocker{journal: j, held: map[string]context.CancelFunc{}}
+}
 
 func (l *memLocker) Lock(ctx context.Context, name string) (context.Context, func(), time.Duration, error) {
 	l.mu.Lock()
@@ -38,6 +42,20 @@ func (l *memLocker) Lock(ctx context.Context, name string) (context.Context, fun
 	}, 0, nil
 }
 
+func (l *memLocker) ClaimStep(ctx context.Context, key string, usable func([]byte) bool) (context.Context,
+	func(context.Context, []byte) error, func(), bool, time.Duration, error) {
+	if b, ok, err := l.journal.Get(ctx, key); err != nil {
+		return nil, nil, nil, false, 0, err
+	} else if ok && usable(b) {
+		return nil, nil, nil, true, 0, nil
+	}
+	held, release, wait, err := l.Lock(ctx, "step\x00"+key)
+	if held == nil {
+		return nil, nil, nil, false, wait, err
+	}
+	return held, func(ctx context.Context, b []byte) error { return l.journal.Put(ctx, key, b) }, release, false, 0, nil
+}
+
 // names are the leases taken so far, in order.
 func (l *memLocker) names() []string {
 	l.mu.Lock()
@@ -49,8 +67,9 @@ func (l *memLocker) names() []string {
 // held back, and once the other is done it reuses the result.
 func TestClaimedStepIsNotRunTwice(t *testing.T) {
 	t.Parallel()
-	locker := newMemLocker()
-	f := newFixture(t, func(o *engine.Options) { o.Locker = locker })
+	j := newMemJournal()
+	locker := newMemLocker(j)
+	f := newFixtureOn(t, j, func(o *engine.Options) { o.Locker = locker })
 	entered, release := make(chan struct{}), make(chan struct{})
 	f.lookup.script(func(context.Context, int, actions.Inputs) (actions.Output, error) {
 		close(entered)
@@ -86,8 +105,9 @@ func TestClaimedStepIsNotRunTwice(t *testing.T) {
 // and hands the alert back, held back, rather than count a vendor failure.
 func TestLostClaimHandsTheAlertBack(t *testing.T) {
 	t.Parallel()
-	locker := newMemLocker()
-	f := newFixture(t, func(o *engine.Options) { o.Locker = locker })
+	j := newMemJournal()
+	locker := newMemLocker(j)
+	f := newFixtureOn(t, j, func(o *engine.Options) { o.Locker = locker })
 	f.lookup.script(func(ctx context.Context, _ int, _ actions.Inputs) (actions.Output, error) {
 		locker.mu.Lock()
 		for _, lose := range locker.held {
@@ -109,8 +129,9 @@ func TestLostClaimHandsTheAlertBack(t *testing.T) {
 // Runs of a playbook with a concurrency key never overlap for one key; other keys run.
 func TestConcurrencyKeySerialisesRuns(t *testing.T) {
 	t.Parallel()
-	locker := newMemLocker()
-	f := newFixture(t, func(o *engine.Options) { o.Locker = locker })
+	j := newMemJournal()
+	locker := newMemLocker(j)
+	f := newFixtureOn(t, j, func(o *engine.Options) { o.Locker = locker })
 	entered, release := make(chan struct{}, 4), make(chan struct{})
 	f.notify.script(func(_ context.Context, _ int, in actions.Inputs) (actions.Output, error) {
 		if in.String("text") == "mailbox ceo" {

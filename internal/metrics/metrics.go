@@ -40,6 +40,7 @@ type Metrics struct {
 	approvalsWait  prometheus.Gauge
 	approvalsDone  *prometheus.CounterVec
 	approvalTime   prometheus.Histogram
+	batchSteps     *prometheus.HistogramVec
 }
 
 var (
@@ -47,6 +48,7 @@ var (
 	_ engine.Observer        = (*Metrics)(nil)
 	_ actions.Observer       = (*Metrics)(nil)
 	_ queue.ApprovalObserver = (*Metrics)(nil)
+	_ actions.BatchObserver  = (*Metrics)(nil)
 )
 
 // durationBuckets span a vendor call answered at once to a step that retried for minutes
@@ -145,6 +147,11 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an approval request to its decision (timeouts included).",
 			Buckets: []float64{10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400},
 		}),
+		batchSteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "batch_steps",
+			Help:    "Steps (alerts) one batched vendor call served, by action; its _count is the batched calls made. A call refused as a whole and sent again in halves counts each half.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000},
+		}, []string{"action"}),
 	}
 	// Known results start at zero, so rate() and alerts on them work before the first event.
 	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
@@ -162,7 +169,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.alertsReceived, m.alertsFinished, m.deadLetters, m.outcomes, m.stepRuns,
 		m.actionAttempts, m.actionDuration, m.alertsInFlight, m.alertDuration, m.breakerState, m.breakerChanges,
 		m.vendorRequests, m.buildInfo, m.natsConnected, m.consumerState, m.reloadOK, m.reloadAt, m.reloads,
-		m.approvalsWait, m.approvalsDone, m.approvalTime)
+		m.approvalsWait, m.approvalsDone, m.approvalTime, m.batchSteps)
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.reloadOK.Set(1)
@@ -346,6 +353,24 @@ func (m *Metrics) BreakerChanged(vendor, _, to string) {
 	}
 	m.breakerState.WithLabelValues(vendor).Set(map[string]float64{actions.BreakerClosed: 0, actions.BreakerHalfOpen: 1, actions.BreakerOpen: 2}[to])
 	m.breakerChanges.WithLabelValues(vendor, to).Inc()
+}
+
+// Batched makes the batch histogram of each action that playbooks batch start at zero.
+func (m *Metrics) Batched(actions ...string) {
+	if m == nil {
+		return
+	}
+	for _, a := range actions {
+		m.batchSteps.WithLabelValues(a)
+	}
+}
+
+// BatchCalled implements actions.BatchObserver.
+func (m *Metrics) BatchCalled(action string, steps, _ int) {
+	if m == nil {
+		return
+	}
+	m.batchSteps.WithLabelValues(action).Observe(float64(steps))
 }
 
 // ActionFinished implements actions.Observer.

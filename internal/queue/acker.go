@@ -18,7 +18,7 @@ import (
 // promptRetries tries; a repeat is harmless, the server confirms an ack of a delivery already
 // acked too. A DoubleAck in the slot kept the slot idle for the round trip and cost a context,
 // a timer and a request of its own per alert: off the slot, an unmatched alert costs about 6 %
-// less CPU (docs/benchmarks.md, change 2). A plain Ack would save as much again, but an ack lost
+// less CPU (docs/benchmarks.md, change 4). A plain Ack would save as much again, but an ack lost
 // in a leader change would then go unnoticed until the ack wait brings the alert back.
 type acker struct {
 	nc     *nats.Conn

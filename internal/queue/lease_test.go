@@ -2,6 +2,9 @@ package queue_test
 
 import (
 	"context"
+	"errors"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,5 +93,119 @@ func TestLapsedLeaseIsTakenOverAndItsHolderStopped(t *testing.T) {
 			t.Fatalf("the lapsed lease was never taken over (wait %v)", wait)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A step's claim and its record share one key: a claim where there is no record, a wait while
+// another delivery holds it, the record in its place once the step succeeded (readable as the
+// journal's), and a claim again after a release without one.
+func TestStepClaimIsReplacedByItsRecord(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	a := h.journal.Leases("worker-a", 600*time.Millisecond, zap.NewNop())
+	b := h.journal.Leases("worker-b", 600*time.Millisecond, zap.NewNop())
+	ctx := context.Background()
+	var seen []string
+	usable := func(v []byte) bool { seen = append(seen, string(v)); return strings.HasPrefix(string(v), `{"output"`) }
+
+	held, record, release, recorded, wait, err := a.ClaimStep(ctx, "k1", usable)
+	if err != nil || held == nil || recorded || wait != 0 {
+		t.Fatalf("first claim: held %v, recorded %v, wait %v, %v", held, recorded, wait, err)
+	}
+	time.Sleep(time.Second) // renewed past its length
+	if _, _, _, recorded, wait, err := b.ClaimStep(ctx, "k1", usable); err != nil || recorded || wait <= 0 {
+		t.Fatalf("b claimed a live claim: recorded %v, wait %v, %v", recorded, wait, err)
+	}
+	const rec = `{"output":{"x":1},"attempts":1,"duration_ms":3}`
+	if err := record(ctx, []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	release() // after the record: nothing to delete
+	if held.Err() == nil {
+		t.Error("the claim's work context still live after release")
+	}
+	if got, ok, err := h.journal.Get(ctx, "k1"); err != nil || !ok || string(got) != rec {
+		t.Fatalf("journal Get = %q, %v, %v; want the record", got, ok, err)
+	}
+	if _, _, _, recorded, wait, err := b.ClaimStep(ctx, "k1", usable); err != nil || !recorded || wait != 0 {
+		t.Fatalf("claim over the record: recorded %v, wait %v, %v; want recorded", recorded, wait, err)
+	}
+	if len(seen) != 1 || seen[0] != rec {
+		t.Errorf("usable saw %q, want the record once", seen)
+	}
+	if err := record(ctx, []byte(rec)); err == nil {
+		t.Error("a second record through an ended claim was taken")
+	}
+
+	// Released without a record: the next delivery claims it.
+	_, _, release2, _, _, err := a.ClaimStep(ctx, "k2", usable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release2()
+	if held, _, release, recorded, wait, err := b.ClaimStep(ctx, "k2", usable); err != nil || held == nil || recorded || wait != 0 {
+		t.Fatalf("after a release: held %v, recorded %v, wait %v, %v", held, recorded, wait, err)
+	} else {
+		release()
+	}
+
+	// A record that does not read (usable refuses it) is claimed over.
+	if err := h.journal.Put(ctx, "k3", []byte(`{"outp`)); err != nil {
+		t.Fatal(err)
+	}
+	if held, _, release, recorded, wait, err := b.ClaimStep(ctx, "k3", usable); err != nil || held == nil || recorded || wait != 0 {
+		t.Fatalf("over an unusable record: held %v, recorded %v, wait %v, %v", held, recorded, wait, err)
+	} else {
+		release()
+	}
+	if _, ok, _ := h.journal.Get(ctx, "k3"); ok {
+		t.Error("the claim over the unusable record was not released")
+	}
+
+	// Too large for the server: a permanent error, and the claim is still released.
+	_, record4, release4, _, _, err := a.ClaimStep(ctx, "k4", usable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = record4(ctx, make([]byte, h.nc.MaxPayload()+1))
+	var p interface{ Permanent() bool }
+	if err == nil || !errors.As(err, &p) || !p.Permanent() {
+		t.Errorf("an oversized record = %v, want a permanent error", err)
+	}
+	release4()
+	if held, _, release, _, wait, err := b.ClaimStep(ctx, "k4", usable); err != nil || held == nil || wait != 0 {
+		t.Fatalf("after the oversized record: held %v, wait %v, %v", held, wait, err)
+	} else {
+		release()
+	}
+}
+
+// A claim another replica took over meanwhile (here written straight into the bucket) ends
+// the holder's work at its next renewal; the holder's record, once the vendor has acted, is
+// written over the other's claim all the same.
+func TestTakenStepClaimEndsItsWorkAndTheRecordStillLands(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	a := h.journal.Leases("worker-a", 600*time.Millisecond, zap.NewNop())
+	ctx := context.Background()
+	held, record, release, _, _, err := a.ClaimStep(ctx, "k", func([]byte) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if err := h.journal.Put(ctx, "k", []byte(`{"owner":"worker-b","until":`+strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)+`}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the holder's work went on after another replica took its claim")
+	}
+	const rec = `{"output":{"by":"a"}}`
+	if err := record(ctx, []byte(rec)); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, err := h.journal.Get(ctx, "k"); err != nil || !ok || string(got) != rec {
+		t.Fatalf("journal Get = %q, %v, %v; want a's record", got, ok, err)
 	}
 }

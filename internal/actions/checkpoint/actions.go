@@ -68,6 +68,7 @@ func simulate() (actions.Settings, func(), error) {
 	const id, key = "riposte-simulate", "riposte-simulate-key"
 	f := NewFake(id, key)
 	f.SetSynthesize(true)
+	f.KeepHistory(vendorhttp.SimulateHistory)
 	url, stop := f.Start()
 	return actions.Settings{EnvBaseURL: url, EnvClientID: id, EnvAccessKey: key}, stop, nil
 }

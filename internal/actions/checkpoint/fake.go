@@ -45,9 +45,10 @@ type Fake struct {
 	numericTaskIDs bool
 	eventAsArray   bool
 	synthesize     bool
+	keepTasks      int // 0: every task
 
 	tokens      map[string]time.Time // token → expiry
-	reqIDs      map[string]bool
+	reqIDs      vendorhttp.UsedIDs
 	authCount   int
 	nextTaskID  int64
 	tasks       []FakeTask
@@ -89,7 +90,6 @@ func NewFake(clientID, accessKey string) *Fake {
 		now:           time.Now,
 		tokenLifetime: 30 * time.Minute,
 		tokens:        map[string]time.Time{},
-		reqIDs:        map[string]bool{},
 		nextTaskID:    fakeFirstTaskID,
 		entityState:   map[string]string{},
 		events:        map[string]map[string]any{},
@@ -131,6 +131,17 @@ func (f *Fake) SetEventAsArray(on bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.eventAsArray = on
+}
+
+// KeepHistory bounds what the fake remembers of its requests to about the last n (the request
+// log, the x-av-req-ids it refuses to see again, Tasks), for a fake that serves a long run;
+// the state it was asked to set (which entity is quarantined) is kept whole.
+func (f *Fake) KeepHistory(n int) {
+	f.KeepLast(n)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqIDs.Bound(n)
+	f.keepTasks = n
 }
 
 // SetSynthesize makes GET /event of an unknown id answer a plausible new phishing event with that
@@ -328,10 +339,9 @@ func (f *Fake) serveAPI(r *http.Request, body []byte) reply {
 		return errorReply("", http.StatusBadRequest, "missing x-av-req-id header: send a fresh UUID with every request")
 	case !vendorhttp.IsUUID(reqID):
 		return errorReply("", http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q is not a UUID", reqID))
-	case f.reqIDs[reqID]:
+	case !f.reqIDs.Use(reqID):
 		return errorReply(reqID, http.StatusBadRequest, fmt.Sprintf("x-av-req-id %q was already used: send a fresh UUID with every request", reqID))
 	}
-	f.reqIDs[reqID] = true
 
 	if msg := f.checkBearer(r.Header.Get("Authorization"), now); msg != "" {
 		return errorReply(reqID, http.StatusUnauthorized, msg)
@@ -478,6 +488,9 @@ func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time
 		t := FakeTask{ID: f.nextTaskID, EntityID: id, Action: name, Param: param, Time: now}
 		f.nextTaskID++
 		f.tasks = append(f.tasks, t)
+		if f.keepTasks > 0 && len(f.tasks) >= 2*f.keepTasks {
+			f.tasks = slices.Clone(f.tasks[len(f.tasks)-f.keepTasks:])
+		}
 		f.AddEffect(name, id)
 		f.apply(t)
 		var taskID any = strconv.FormatInt(t.ID, 10)

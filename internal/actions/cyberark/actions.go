@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/riposte-soar/riposte/internal/actions"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 )
 
 const vendor = "cyberark"
@@ -61,6 +62,7 @@ func simulate() (actions.Settings, func(), error) {
 	const user, password = "riposte-simulate", "riposte-simulate-password"
 	f := NewFake(user, password)
 	f.SetSynthesize(true)
+	f.KeepLast(vendorhttp.SimulateHistory)
 	url, stop := f.Start()
 	return actions.Settings{EnvBaseURL: url, EnvUsername: user, EnvPassword: password, EnvAuthMethod: defaultAuth}, stop, nil
 }

@@ -64,7 +64,9 @@ func open(s actions.Settings, d actions.Deps) (*actions.Instance, error) {
 // simulate serves a fake GravityZone under an /api path, as the real access URL has one.
 func simulate() (actions.Settings, func(), error) {
 	const key = "riposte-simulate-gravityzone-key"
-	url, stop := NewFake(key).Start()
+	f := NewFake(key)
+	f.KeepHistory(vendorhttp.SimulateHistory)
+	url, stop := f.Start()
 	return actions.Settings{EnvBaseURL: url, EnvAPIKey: key}, stop, nil
 }
 

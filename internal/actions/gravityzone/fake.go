@@ -70,7 +70,7 @@ type Fake struct {
 	mu          sync.Mutex
 	now         func() time.Time
 	ruleIDShape RuleIDShape
-	usedIDs     map[string]bool
+	usedIDs     vendorhttp.UsedIDs
 	nextItem    uint32
 	nextRule    uint32
 	blocklist   []map[string]any
@@ -91,7 +91,6 @@ func NewFake(apiKey string) *Fake {
 	f := &Fake{
 		apiKey:    apiKey,
 		now:       time.Now,
-		usedIDs:   map[string]bool{},
 		isolated:  map[string]bool{},
 		incidents: map[string]*FakeIncident{},
 		// The documents' sample ids, so the first ones look familiar.
@@ -101,6 +100,16 @@ func NewFake(apiKey string) *Fake {
 	f.methods = fakeMethods()
 	f.SetRateLimit(fakeRateLimit)
 	return f
+}
+
+// KeepHistory bounds what the fake remembers of its requests to about the last n (the request
+// log and the JSON-RPC ids it refuses to see again), for a fake that serves a long run; the
+// state it was asked to set (isolations, the blocklist, rules, incidents) is kept whole.
+func (f *Fake) KeepHistory(n int) {
+	f.KeepLast(n)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.usedIDs.Bound(n)
 }
 
 // Start serves the fake on 127.0.0.1 and returns its base URL (ending in FakeBasePath) and a
@@ -262,8 +271,7 @@ func (f *Fake) serve(r *http.Request) *reply {
 		return rpcError(id, fault)
 	}
 	f.mu.Lock()
-	reused := f.usedIDs[id]
-	f.usedIDs[id] = true
+	reused := !f.usedIDs.Use(id)
 	f.mu.Unlock()
 	if reused {
 		return rpcError(id, invalidRequest("id %q was already used: send a fresh id with every request", id))

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -85,10 +86,12 @@ func Dedupe(ids []string) []string {
 }
 
 // ListForError shows ids as [a1 b2], shortened when a playbook sends many.
+// Clients build it before every call, for an error most calls never have: joined, not
+// formatted with fmt (which was 3 to 4 % of a vendor-bound worker's CPU).
 func ListForError(ids []string) string {
 	const show = 5
 	if len(ids) <= show {
-		return fmt.Sprint(ids)
+		return "[" + strings.Join(ids, " ") + "]"
 	}
-	return fmt.Sprintf("%v… (%d in all)", ids[:show], len(ids))
+	return "[" + strings.Join(ids[:show], " ") + "]… (" + strconv.Itoa(len(ids)) + " in all)"
 }

@@ -115,6 +115,16 @@ type Recorded struct {
 type RequestLog struct {
 	mu   sync.Mutex
 	reqs []Recorded
+	keep int // 0: every request
+}
+
+// KeepLast makes the log keep only the last n requests (0: every one). A fake serving a
+// long-running `worker run --simulate` would otherwise hold every request it was ever sent.
+func (l *RequestLog) KeepLast(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keep = n
+	l.trim()
 }
 
 // Record keeps one request.
@@ -124,12 +134,23 @@ func (l *RequestLog) Record(r *http.Request, key string, body []byte, at time.Ti
 	l.reqs = append(l.reqs, Recorded{
 		Method: r.Method, Path: r.URL.Path, Key: key, Header: r.Header.Clone(), Body: slices.Clone(body), Time: at,
 	})
+	if l.keep > 0 && len(l.reqs) >= 2*l.keep {
+		l.trim() // at twice the bound, so that trimming costs one copy per keep requests
+	}
 }
 
-// Requests returns copies of the requests received so far, in order.
+func (l *RequestLog) trim() {
+	if l.keep > 0 && len(l.reqs) > l.keep {
+		l.reqs = slices.Clone(l.reqs[len(l.reqs)-l.keep:])
+	}
+}
+
+// Requests returns copies of the requests received so far (the last ones, under KeepLast), in
+// order.
 func (l *RequestLog) Requests() []Recorded {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.trim()
 	out := make([]Recorded, len(l.reqs))
 	for i, r := range l.reqs {
 		out[i] = r
@@ -138,6 +159,44 @@ func (l *RequestLog) Requests() []Recorded {
 	}
 	return out
 }
+
+// UsedIDs is the request ids a fake has seen, to refuse one sent twice (the vendors want a fresh
+// id per request). Bounded, it remembers only the most recent: a client that reuses an id
+// reuses a recent one, and a long-running simulation must not remember every request.
+type UsedIDs struct {
+	seen  map[string]struct{}
+	order []string // oldest first, kept only when bounded
+	max   int      // 0: every id
+}
+
+// Use records id and says whether it was fresh. Not safe for concurrent use: the fake's lock
+// guards it.
+func (u *UsedIDs) Use(id string) (fresh bool) {
+	if u.seen == nil {
+		u.seen = map[string]struct{}{}
+	}
+	if _, ok := u.seen[id]; ok {
+		return false
+	}
+	u.seen[id] = struct{}{}
+	if u.max > 0 {
+		u.order = append(u.order, id)
+		if len(u.order) >= 2*u.max {
+			for _, old := range u.order[:len(u.order)-u.max] {
+				delete(u.seen, old)
+			}
+			u.order = slices.Clone(u.order[len(u.order)-u.max:])
+		}
+	}
+	return true
+}
+
+// Bound makes u remember at least the last n ids and at most 2n (0: every one, from now).
+func (u *UsedIDs) Bound(n int) { u.max = n }
+
+// SimulateHistory is how many requests (and request ids) a fake serving --simulate or the demo
+// keeps: enough for anyone reading them back, bounded for a worker that runs for weeks.
+const SimulateHistory = 10_000
 
 // EffectCounter counts what a fake did to each target (an entity quarantined, an endpoint
 // isolated), so a test can tell one vendor call from a repeated one.

@@ -3,6 +3,7 @@ package vendorhttp
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -186,5 +187,64 @@ func TestEffectCounter(t *testing.T) {
 	e.AddEffect("isolate", "ep2")
 	if e.Effects("isolate", "ep1") != 2 || e.Effects("restore", "ep1") != 0 || e.EffectTotal("isolate") != 3 {
 		t.Errorf("counts: %d %d %d", e.Effects("isolate", "ep1"), e.Effects("restore", "ep1"), e.EffectTotal("isolate"))
+	}
+}
+
+// A fake serving --simulate keeps the last requests only, and still refuses a recent request
+// id sent again.
+func TestHistoryIsBounded(t *testing.T) {
+	t.Parallel()
+	var l RequestLog
+	r := httptest.NewRequest(http.MethodPost, "/p", nil)
+	for i := range 5 {
+		l.Record(r, fmt.Sprint(i), nil, time.Time{})
+	}
+	if n := len(l.Requests()); n != 5 {
+		t.Fatalf("unbounded log holds %d of 5", n)
+	}
+	l.KeepLast(3)
+	for i := 5; i < 20; i++ {
+		l.Record(r, fmt.Sprint(i), nil, time.Time{})
+		if n := len(l.reqs); n > 6 {
+			t.Fatalf("after %d requests the log holds %d, want at most twice the 3 kept", i+1, n)
+		}
+	}
+	got := l.Requests()
+	if len(got) != 3 || got[0].Key != "17" || got[2].Key != "19" {
+		t.Errorf("kept %v, want the last three (17, 18, 19)", got)
+	}
+
+	var u UsedIDs
+	u.Bound(3)
+	for i := range 100 {
+		if !u.Use(fmt.Sprint(i)) {
+			t.Fatalf("id %d refused as used", i)
+		}
+		if u.Use(fmt.Sprint(i)) {
+			t.Fatalf("id %d accepted twice in a row", i)
+		}
+		if len(u.seen) > 6 {
+			t.Fatalf("after %d ids %d remembered, want at most 6", i+1, len(u.seen))
+		}
+	}
+	if u.Use("97") || u.Use("99") {
+		t.Error("a recent id was accepted again")
+	}
+}
+
+func TestListForError(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		ids  []string
+		want string
+	}{
+		{nil, "[]"},
+		{[]string{"a1"}, "[a1]"},
+		{[]string{"a", "b", "c", "d", "e"}, "[a b c d e]"},
+		{[]string{"a", "b", "c", "d", "e", "f", "g"}, "[a b c d e]… (7 in all)"},
+	} {
+		if got := ListForError(tt.ids); got != tt.want {
+			t.Errorf("ListForError(%q) = %q, want %q", tt.ids, got, tt.want)
+		}
 	}
 }
