@@ -70,6 +70,7 @@ func cmdApprovals(ctx context.Context, args []string, env environ, _ io.Reader, 
 	)
 	f := newEnvFlags("approvals list", env)
 	tf.define(f, false, false, false)
+	tf.defineApprovals(f)
 	f.Bool(&asJSON, "json", "", false, "one JSON object per line instead of the table")
 	if err := parseFlags(f, args[1:], stderr); err != nil {
 		return err
@@ -142,6 +143,7 @@ func decide(ctx context.Context, decision string, args []string, env environ, st
 	)
 	f := newEnvFlags(decision, env)
 	tf.define(f, false, false, false)
+	tf.defineApprovals(f)
 	f.String(&by, "by", "RIPOSTE_APPROVER", "", "who decides (required): a name the outcome and the log will show")
 	f.String(&reason, "reason", "", "", "why (required to deny)")
 	f.Duration(&wait, "wait", "", 15*time.Second, "how long to wait for a worker to apply the decision (0: do not wait)")

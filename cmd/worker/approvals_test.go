@@ -25,7 +25,7 @@ func (s *stack) awaitRequest(playbook, alertID string) queue.ApprovalRequest {
 	s.t.Helper()
 	var req queue.ApprovalRequest
 	s.eventually("the approval request of "+alertID, func() bool {
-		for _, m := range s.all("SOAR_APPROVALS", "soar.approvals."+playbook) {
+		for _, m := range s.all(s.cfg.ApprovalsStream, s.cfg.ApprovalsPrefix+"."+playbook) {
 			var r queue.ApprovalRequest
 			if json.Unmarshal(m.Data(), &r) == nil && r.AlertID == alertID {
 				req = r
@@ -153,6 +153,25 @@ func TestApprovalDeniedStopsTheRun(t *testing.T) {
 	}
 	if s.vendors.gz.Effects("isolate", "ep-2") != 0 {
 		t.Error("a denied isolation reached GravityZone")
+	}
+}
+
+// The approvals' stream, subjects and bucket are the operator's to name, as the others' are: a
+// worker and the CLI given the same names park and decide a gate on them.
+func TestApprovalsUnderNamesOfTheirOwn(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, approvalPlaybooks, func(st *settings) {
+		st.queue.ApprovalsStream, st.queue.ApprovalsPrefix, st.queue.ApprovalsBucket = "TEAM_B_APPROVALS", "teamb.approvals", "teamb_gates"
+	})
+	s.publish("soar.alerts.approval.one", "", gateAlert("gate-named", "ep-9"), nil)
+	req := s.awaitRequest("isolate-approved", "gate-named")
+	if _, errOut, code := s.cli("deny", req.ID, "--by", "bob", "--reason", "no"); code == 0 {
+		t.Errorf("deny with the default names found the gate: %s", errOut)
+	}
+	s.mustCLI("deny", req.ID, "--by", "bob", "--reason", "not this one", "--approvals-stream", "TEAM_B_APPROVALS",
+		"--approvals-prefix", "teamb.approvals", "--approvals-bucket", "teamb_gates")
+	if o := s.outcomeFor("isolate-approved", "gate-named"); stepOf(t, o, "isolate")["status"] != "denied" {
+		t.Errorf("outcome = %v", o)
 	}
 }
 

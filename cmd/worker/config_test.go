@@ -74,6 +74,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 		}},
 		{name: "nkey seed from a file", env: map[string]string{"NATS_NKEY_SEED_FILE": "/nonexistent/seed"}, wantErr: "read NATS_NKEY_SEED_FILE"},
 		{name: "zero in flight", args: []string{"--max-in-flight", "0"}, wantErr: "--max-in-flight must be at least 1"},
+		{name: "bad approvals bucket", env: map[string]string{"RIPOSTE_APPROVALS_BUCKET": "gates v1"}, wantErr: `approvals bucket name "gates v1"`},
 		{name: "pprof without a listener", args: []string{"--pprof"}, env: map[string]string{"RIPOSTE_HTTP_ADDR": ""}, wantErr: "--pprof serves on --http-addr, which is empty"},
 		{name: "secret file missing", env: map[string]string{"NATS_PASSWORD_FILE": "/nonexistent/pw"}, wantErr: "read NATS_PASSWORD_FILE"},
 	}

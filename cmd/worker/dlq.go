@@ -88,6 +88,14 @@ func (t *toolFlags) define(f *envFlags, alerts, dlq, outcomes bool) {
 	}
 }
 
+// defineApprovals adds the approvals' names, as the worker's flags and variables set them.
+func (t *toolFlags) defineApprovals(f *envFlags) {
+	d := queue.DefaultConfig()
+	f.String(&t.cfg.ApprovalsStream, "approvals-stream", "RIPOSTE_APPROVALS_STREAM", d.ApprovalsStream, "stream of approval requests and decisions")
+	f.String(&t.cfg.ApprovalsPrefix, "approvals-prefix", "RIPOSTE_APPROVALS_PREFIX", d.ApprovalsPrefix, "approval requests are on <prefix>.<playbook>, decisions on <prefix>.decisions")
+	f.String(&t.cfg.ApprovalsBucket, "approvals-bucket", "RIPOSTE_APPROVALS_BUCKET", d.ApprovalsBucket, "key-value bucket of the approval gates")
+}
+
 // connect checks the names and dials the server.
 func (t *toolFlags) connect(env environ, name string) (*nats.Conn, jetstream.JetStream, error) {
 	if err := t.cfg.Validate(); err != nil {

@@ -157,7 +157,7 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var problems []string
 	for _, p := range []struct{ what, v string }{
-		{"outcomes prefix", c.OutcomesPrefix}, {"dead-letter prefix", c.DLQPrefix},
+		{"outcomes prefix", c.OutcomesPrefix}, {"dead-letter prefix", c.DLQPrefix}, {"approvals prefix", c.ApprovalsPrefix},
 	} {
 		if p.v == "" {
 			continue
@@ -171,7 +171,7 @@ func (c Config) Validate() error {
 	}
 	for _, p := range []struct{ what, v string }{
 		{"alerts stream", c.AlertsStream}, {"outcomes stream", c.OutcomesStream},
-		{"dead-letter stream", c.DLQStream}, {"consumer", c.Consumer},
+		{"dead-letter stream", c.DLQStream}, {"consumer", c.Consumer}, {"approvals stream", c.ApprovalsStream},
 	} {
 		if strings.ContainsAny(p.v, `.*>/\`) || strings.IndexFunc(p.v, isSpaceOrControl) >= 0 {
 			problems = append(problems, fmt.Sprintf("%s name %q may not contain '.', '*', '>', '/', '\\' or spaces", p.what, p.v))
@@ -183,8 +183,17 @@ func (c Config) Validate() error {
 	if c.Replicas > 5 {
 		problems = append(problems, fmt.Sprintf("stream replicas must be from 1 to 5, got %d", c.Replicas))
 	}
-	if c.JournalBucket != "" && !bucketName.MatchString(c.JournalBucket) {
-		problems = append(problems, fmt.Sprintf("journal bucket name %q may hold only letters, digits, '-' and '_'", c.JournalBucket))
+	for _, b := range []struct{ what, v string }{{"journal", c.JournalBucket}, {"approvals", c.ApprovalsBucket}} {
+		if b.v != "" && !bucketName.MatchString(b.v) {
+			problems = append(problems, fmt.Sprintf("%s bucket name %q may hold only letters, digits, '-' and '_'", b.what, b.v))
+		}
+	}
+	for _, p := range []struct{ what, a, b string }{
+		{"outcomes and approvals prefixes", c.OutcomesPrefix, c.ApprovalsPrefix}, {"dead-letter and approvals prefixes", c.DLQPrefix, c.ApprovalsPrefix},
+	} {
+		if p.a != "" && p.a == p.b {
+			problems = append(problems, fmt.Sprintf("the %s are both %q: their streams would capture the same subjects", p.what, p.a))
+		}
 	}
 	if len(problems) > 0 {
 		return fmt.Errorf("queue configuration: %s", strings.Join(problems, "; "))

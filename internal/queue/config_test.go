@@ -30,6 +30,10 @@ func TestConfigValidate(t *testing.T) {
 		{"space in consumer", func(c *Config) { c.Consumer = "my worker" }, []string{`consumer name "my worker"`}},
 		{"tab in bucket", func(c *Config) { c.JournalBucket = "a\tb" }, []string{`journal bucket name "a\tb"`}},
 		{"slash in bucket", func(c *Config) { c.JournalBucket = "steps/v1" }, []string{`journal bucket name "steps/v1"`}},
+		{"dot in approvals bucket", func(c *Config) { c.ApprovalsBucket = "gates.v1" }, []string{`approvals bucket name "gates.v1"`}},
+		{"wildcard in approvals prefix", func(c *Config) { c.ApprovalsPrefix = "soar.*" }, []string{`approvals prefix "soar.*"`}},
+		{"dot in approvals stream", func(c *Config) { c.ApprovalsStream = "SOAR.APPROVALS" }, []string{`approvals stream name "SOAR.APPROVALS"`}},
+		{"approvals on the outcomes' prefix", func(c *Config) { c.ApprovalsPrefix = "soar.outcomes" }, []string{`outcomes and approvals prefixes are both "soar.outcomes"`}},
 		{"empty token in prefix", func(c *Config) { c.OutcomesPrefix = "soar..outcomes" }, []string{`outcomes prefix "soar..outcomes"`}},
 		{"newline in stream", func(c *Config) { c.AlertsStream = "SOAR\nALERTS" }, []string{`alerts stream name "SOAR\nALERTS"`}},
 		{"every problem at once", func(c *Config) {
