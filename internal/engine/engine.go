@@ -273,8 +273,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	// subject and shared by the rest (its Vars set for each): most playbooks end there, and
 	// only one whose `when` holds gets an environment of its own, for its run.
 	var env *playbook.Env
-	var buf [16]*playbook.Playbook
-	for _, pb := range e.playbooks.Load().Matching(buf[:0], a.Subject) {
+	for _, pb := range e.playbooks.Load().Matching(a.Subject) {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
 			res.Retry = true

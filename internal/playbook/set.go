@@ -2,6 +2,8 @@ package playbook
 
 import (
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats-server/v2/server/gsl"
@@ -14,7 +16,15 @@ type Set struct {
 	books []*Playbook
 	index *gsl.GenericSublist[int] // filter → position in books
 	loose []bool                   // by position: has a filter the index did not take
+
+	// seen remembers the answer for the subjects alerts arrive on, which are few (a subject
+	// per source and kind of alert), up to seenMax of them: past it, the rest (a producer that
+	// puts ids in subjects) are looked up every time.
+	seen  sync.Map // subject → []*Playbook
+	nseen atomic.Int32
 }
+
+const seenMax = 4096
 
 // NewSet indexes pbs, whose order it keeps. A filter the index does not take (the loader
 // rejects them all) leaves its playbook matched filter by filter.
@@ -34,9 +44,24 @@ func NewSet(pbs []*Playbook) *Set {
 // All is every playbook of the set, in order.
 func (s *Set) All() []*Playbook { return s.books }
 
-// Matching appends to buf the playbooks whose filters match subject, in the set's order, each
+// Matching is the playbooks whose filters match subject, in the set's order, each once. The
+// slice is shared: the caller must not change it.
+func (s *Set) Matching(subject string) []*Playbook {
+	if m, ok := s.seen.Load(subject); ok {
+		return m.([]*Playbook)
+	}
+	m := s.match(nil, subject)
+	if s.nseen.Load() < seenMax {
+		if _, had := s.seen.LoadOrStore(subject, m); !had {
+			s.nseen.Add(1)
+		}
+	}
+	return m
+}
+
+// match appends to buf the playbooks whose filters match subject, in the set's order, each
 // once.
-func (s *Set) Matching(buf []*Playbook, subject string) []*Playbook {
+func (s *Set) match(buf []*Playbook, subject string) []*Playbook {
 	if !server.IsValidLiteralSubject(subject) {
 		// The index finds nothing for a subject with an empty token ("a..b"), which the
 		// server's own matching may still match ("a..b" and ">"): such a subject (no stream
