@@ -273,6 +273,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	// subject and shared by the rest (its Vars set for each): most playbooks end there, and
 	// only one whose `when` holds gets an environment of its own, for its run.
 	var env *playbook.Env
+	defer func() { env.Done() }()
 	for _, pb := range e.playbooks.Load().Matching(a.Subject) {
 		if ctx.Err() != nil {
 			// Shutting down: leave the remaining playbooks to the redelivery.
@@ -313,6 +314,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			run.Vars = map[string]any{} // as EvalVars gives a playbook without vars: the run's own
 		}
 		out, end := e.runLocked(ctx, a, pb, run)
+		run.Done()
 		env.Now = e.now() // a run takes time: the next playbook's `when` sees an instant of its own
 		if end.park {
 			res.Parked++

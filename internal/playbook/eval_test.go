@@ -439,6 +439,27 @@ func TestEnvSharedByGoroutines(t *testing.T) {
 	wg.Wait()
 }
 
+// An Env keeps its VM between evaluations until Done, and works after Done as before.
+func TestEnvDone(t *testing.T) {
+	t.Parallel()
+	b := loadValid(t)["phishing-quarantine"]
+	env := &Env{Alert: map[string]any{"type": "phishing", "confidenceIndicator": "malicious"}, Now: testNow}
+	for range 3 {
+		if ok, err := b.When(env); err != nil || !ok {
+			t.Fatalf("When = %v, %v", ok, err)
+		}
+		if env.kept == nil || env.kept.r.vm == nil {
+			t.Fatal("the Env did not keep its VM between evaluations")
+		}
+		env.Done()
+		if env.kept.r.vm != nil {
+			t.Fatal("Done kept the VM")
+		}
+	}
+	var none *Env
+	none.Done() // no Env, nothing to hand back
+}
+
 // A member read on the alert, on vars or on what the alert holds is no reflective fetch: every
 // playbook's `when` reads the alert for every alert (fetchPatch).
 func TestMembersReadWithoutReflection(t *testing.T) {

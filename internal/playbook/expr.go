@@ -255,11 +255,13 @@ func newRenderer(env *exprEnv) *renderer {
 }
 
 func (r *renderer) release() {
+	if r.of != nil {
+		// An Env's kept renderer keeps its VM for the Env's next evaluation, until Env.Done.
+		r.of.busy.Store(false)
+		return
+	}
 	vmPool.Put(r.vm)
 	r.vm = nil
-	if r.of != nil {
-		r.of.busy.Store(false)
-	}
 }
 
 // run evaluates an expression; its error quotes the expression.

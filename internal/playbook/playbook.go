@@ -415,8 +415,24 @@ func (e *Env) renderer(vars map[string]any, item any) *renderer {
 	}
 	k.env.Alert, k.env.Subject, k.env.Headers, k.env.AlertID = e.Alert, e.Subject, e.Headers, e.AlertID
 	k.env.Steps, k.env.Vars, k.env.Item = e.Steps, vars, item
-	k.r.vm = vmPool.Get().(*vm.VM)
+	if k.r.vm == nil {
+		k.r.vm = vmPool.Get().(*vm.VM)
+	}
 	return &k.r
+}
+
+// Done hands back what e keeps between evaluations (a VM, to the pool shared by every Env). e
+// still works after it, making them again; an Env never Done only leaves its VM to the garbage
+// collector.
+func (e *Env) Done() {
+	if e == nil || e.kept == nil || !e.busy.CompareAndSwap(false, true) {
+		return
+	}
+	if e.kept.r.vm != nil {
+		vmPool.Put(e.kept.r.vm)
+		e.kept.r.vm = nil
+	}
+	e.busy.Store(false)
 }
 
 // exprEnv is the expression environment's shape: expressions are type-checked against it at
