@@ -25,6 +25,11 @@ import (
 type leaseRecord struct {
 	Owner string `json:"owner"`
 	Until int64  `json:"until"` // Unix milliseconds
+	// Output makes a step's claim, which sits where the step's journal record will be, a
+	// record that workers from before step claims held records cannot read (a step record's
+	// "output" is an object): during a rolling upgrade such a worker, finding a claim there,
+	// runs the step as for an unreadable record instead of taking it for done.
+	Output string `json:"output"`
 }
 
 func leaseKey(name string) string {
@@ -123,7 +128,7 @@ func (l *Leases) takeOver(ctx context.Context, key string, rec []byte, usable fu
 }
 
 func (l *Leases) record() []byte {
-	b, _ := json.Marshal(leaseRecord{Owner: l.owner, Until: l.now().Add(l.ttl).UnixMilli()})
+	b, _ := json.Marshal(leaseRecord{Owner: l.owner, Until: l.now().Add(l.ttl).UnixMilli(), Output: "claimed, not done"})
 	return b
 }
 

@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"strings"
@@ -207,5 +208,29 @@ func TestTakenStepClaimEndsItsWorkAndTheRecordStillLands(t *testing.T) {
 	}
 	if got, ok, err := h.journal.Get(ctx, "k"); err != nil || !ok || string(got) != rec {
 		t.Fatalf("journal Get = %q, %v, %v; want a's record", got, ok, err)
+	}
+}
+
+// A step's claim, where its journal record will be, is no record to a reader of records: its
+// "output" is not an object, so a worker of a version before step claims held records runs the
+// step rather than take the claim for a step done.
+func TestStepClaimIsNoStepRecord(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	ctx := context.Background()
+	_, _, release, _, _, err := h.journal.Leases("worker-a", time.Minute, zap.NewNop()).ClaimStep(ctx, "k", func([]byte) bool { return true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	b, ok, err := h.journal.Get(ctx, "k")
+	if err != nil || !ok {
+		t.Fatalf("the claim is not under the record's key: %v", err)
+	}
+	var rec struct {
+		Output map[string]any `json:"output"`
+	}
+	if err := json.Unmarshal(b, &rec); err == nil {
+		t.Errorf("the claim %s reads as a step record", b)
 	}
 }
