@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -25,6 +24,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions/cyberark"
 	"github.com/riposte-soar/riposte/internal/actions/gravityzone"
 	"github.com/riposte-soar/riposte/internal/actions/natspub"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 	"github.com/riposte-soar/riposte/internal/engine"
 	"github.com/riposte-soar/riposte/internal/metrics"
 	"github.com/riposte-soar/riposte/internal/playbook"
@@ -113,25 +113,20 @@ steps:
 
 // vendorPlaybook writes the one playbook of the vendor-bound cases: one HEC quarantine.
 func vendorPlaybook(dir string) error {
-	const pb = `name: bench-quarantine
-description: one HEC action per alert
-on: [soar.alerts.bench.>]
-when: alert.type == "phishing" && alert.confidenceIndicator == "malicious"
-steps:
-  - id: quarantine
-    action: checkpoint.quarantine_entity
-    with:
-      entityIds: ${{ [alert.entityId] }}
-      entityActionParam: "riposte bench ${{ alert_id }}"
-`
-	return os.WriteFile(filepath.Join(dir, "bench-quarantine.yaml"), []byte(pb), 0o644)
+	return quarantinePlaybook(dir, "bench-quarantine", "one HEC action per alert", "riposte bench ${{ alert_id }}", "")
 }
 
 // stormPlaybook writes the storm case's playbook: one HEC quarantine whose other input is the
 // same for every alert, so that with batch (a `batch:` mapping; "" for none) alerts share calls.
 func stormPlaybook(dir, batch string) error {
-	pb := `name: bench-storm
-description: quarantines of one campaign
+	return quarantinePlaybook(dir, "bench-storm", "quarantines of one campaign", "riposte bench storm", batch)
+}
+
+// quarantinePlaybook writes a playbook of one HEC quarantine per phishing alert, its
+// entityActionParam param, with batch when it is not "".
+func quarantinePlaybook(dir, name, description, param, batch string) error {
+	pb := `name: ` + name + `
+description: ` + description + `
 on: [soar.alerts.bench.>]
 when: alert.type == "phishing" && alert.confidenceIndicator == "malicious"
 steps:
@@ -139,12 +134,12 @@ steps:
     action: checkpoint.quarantine_entity
     with:
       entityIds: ${{ [alert.entityId] }}
-      entityActionParam: "riposte bench storm"
+      entityActionParam: "` + param + `"
 `
 	if batch != "" {
 		pb += "    batch: " + batch + "\n"
 	}
-	return os.WriteFile(filepath.Join(dir, "bench-storm.yaml"), []byte(pb), 0o644)
+	return os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(pb), 0o644)
 }
 
 // finishCounter hears every replica's deliveries end (beside the replica's metrics) and says
@@ -256,7 +251,13 @@ func newReplica(ctx context.Context, wr wiring, pbs []*playbook.Playbook, inFlig
 		default:
 			return fail(fmt.Errorf("the bench has no fake for vendor %s", v.Name))
 		}
-		hc := vendorHTTPClient(v.Name, inFlight, m, stages)
+		hc, err := vendorhttp.NewHTTPClient(v, s, inFlight, m)
+		if err != nil {
+			return fail(err)
+		}
+		if stages != nil {
+			hc.Transport = timedVendor{next: hc.Transport, s: stages}
+		}
 		r.https = append(r.https, hc)
 		inst, limit, err := v.Configure(s, actions.Deps{Log: log, HTTP: hc, UserAgent: "riposte/bench"})
 		if err != nil {
@@ -291,7 +292,7 @@ func newReplica(ctx context.Context, wr wiring, pbs []*playbook.Playbook, inFlig
 		locker, steps = timedLocker{l: locker, s: stages}, timedJournal{j: steps, s: stages}
 	}
 	eng := engine.New(pbs, reg, dispatch, steps, engine.Options{Worker: name, Log: log, Observer: m, Locker: locker})
-	r.handler = handler(eng, int(nc.MaxPayload())-8*1024, log)
+	r.handler = eng.Handler(int(nc.MaxPayload())-8*1024, log)
 	if stages != nil {
 		h := r.handler
 		r.handler = func(ctx context.Context, a *queue.Alert) queue.Verdict {
@@ -309,65 +310,6 @@ func (r *replica) close() {
 		hc.CloseIdleConnections()
 	}
 	r.nc.Close()
-}
-
-// vendorHTTPClient is cmd/worker's vendorHTTPClient for a vendor without a CA of its own:
-// idle connections for every alert in flight, every request timed into the metrics.
-// stages, when set, also hears every request's time.
-func vendorHTTPClient(vendor string, maxInFlight int, m *metrics.Metrics, stages *stageTimes) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = max(100, maxInFlight*2)
-	tr.MaxIdleConnsPerHost = max(2, maxInFlight)
-	var rt http.RoundTripper = timedTransport{next: tr, vendor: vendor, m: m}
-	if stages != nil {
-		rt = timedVendor{next: rt, s: stages}
-	}
-	return &http.Client{Timeout: 30 * time.Second, Transport: rt}
-}
-
-type timedTransport struct {
-	next   http.RoundTripper
-	vendor string
-	m      *metrics.Metrics
-}
-
-func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	began := time.Now()
-	resp, err := t.next.RoundTrip(r)
-	code := "error"
-	if err == nil {
-		code = strconv.Itoa(resp.StatusCode)
-	}
-	t.m.VendorRequest(t.vendor, code, time.Since(began))
-	return resp, err
-}
-
-// handler is cmd/worker's handler: the engine's result as the queue's verdict, each outcome
-// encoded once.
-func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
-	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
-		res := e.Process(ctx, engine.Alert{
-			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID, ReplayOf: a.ReplayOf,
-		})
-		v := queue.Verdict{Retry: res.Retry && !res.HeldBack && !res.Requeue, Requeue: res.HeldBack || res.Requeue,
-			HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
-			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
-		for _, o := range res.Outcomes {
-			b, err := json.Marshal(o)
-			if err != nil || len(b) > maxOutcome {
-				log.Error("outcome cannot be published whole; step outputs left out",
-					zap.String("alert_id", a.ID), zap.String("playbook", o.Playbook), zap.Int("bytes", len(b)), zap.Error(err))
-				for i := range o.Steps {
-					if o.Steps[i].Output != nil {
-						o.Steps[i].Output = map[string]any{"truncated": true}
-					}
-				}
-				b, _ = json.Marshal(o)
-			}
-			v.Outcomes = append(v.Outcomes, queue.Outcome{Playbook: o.Playbook, JSON: b})
-		}
-		return v
-	}
 }
 
 // riposteCase is one run of riposte: replicas on the shared consumer until want deliveries are

@@ -107,14 +107,7 @@ func (t timedLocker) Lock(ctx context.Context, name string) (context.Context, fu
 	began := time.Now()
 	held, release, wait, err := t.l.Lock(ctx, name)
 	t.s.add(stageClaim, time.Since(began))
-	if release != nil {
-		inner := release
-		release = func() {
-			began := time.Now()
-			inner()
-			t.s.add(stageRelease, time.Since(began))
-		}
-	}
+	release = t.timedRelease(release)
 	return held, release, wait, err
 }
 
@@ -132,15 +125,20 @@ func (t timedLocker) ClaimStep(ctx context.Context, key string, usable func([]by
 			return err
 		}
 	}
-	if release != nil {
-		inner := release
-		release = func() {
-			began := time.Now()
-			inner()
-			t.s.add(stageRelease, time.Since(began))
-		}
-	}
+	release = t.timedRelease(release)
 	return held, record, release, recorded, wait, err
+}
+
+// timedRelease times release (nil: none) into the release stage.
+func (t timedLocker) timedRelease(release func()) func() {
+	if release == nil {
+		return nil
+	}
+	return func() {
+		began := time.Now()
+		release()
+		t.s.add(stageRelease, time.Since(began))
+	}
 }
 
 // timedVendor times every vendor request into the stages.

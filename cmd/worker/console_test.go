@@ -686,6 +686,28 @@ func TestSignInGate(t *testing.T) {
 	}
 }
 
+// The gate remembers a bounded number of addresses: once full, those whose allowance has refilled
+// are forgotten to make room, and one still held back is kept.
+func TestSignInGateForgetsRefilledAddresses(t *testing.T) {
+	t.Parallel()
+	clock := testkit.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	g := newSignInGate(clock.Now)
+	for i := range signInAddrs - 1 {
+		g.failed(fmt.Sprintf("198.51.100.%d", i))
+	}
+	clock.Advance(signInBurst*signInEvery + time.Second)
+	for range signInBurst {
+		g.failed("192.0.2.9") // held back, and recent
+	}
+	g.failed("192.0.2.10") // the map is full: the refilled ones go
+	if n := len(g.addrs); n != 2 {
+		t.Errorf("%d addresses remembered, want the 2 recent ones", n)
+	}
+	if w := g.wait("192.0.2.9"); w == 0 {
+		t.Error("the held-back address was forgotten")
+	}
+}
+
 // Through the console: after signInBurst wrong tokens, the right one is refused too, with 429
 // and a Retry-After, and the refusal is logged.
 func TestConsoleSlowsDownTokenGuessing(t *testing.T) {

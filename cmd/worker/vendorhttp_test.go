@@ -13,6 +13,7 @@ import (
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/checkpoint"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 )
 
 type requestLog struct{ got []string }
@@ -36,8 +37,8 @@ func TestVendorHTTPClientTrustsTheVendorsCA(t *testing.T) {
 	v := checkpoint.Vendor()
 	settings := actions.Settings{checkpoint.EnvBaseURL: srv.URL, checkpoint.EnvClientID: testClientID, checkpoint.EnvAccessKey: testAccessKey}
 
-	run := func(s actions.Settings, obs requestObserver) error {
-		hc, err := vendorHTTPClient(v, s, 8, obs)
+	run := func(s actions.Settings, obs vendorhttp.RequestObserver) error {
+		hc, err := vendorhttp.NewHTTPClient(v, s, 8, obs)
 		if err != nil {
 			return err
 		}

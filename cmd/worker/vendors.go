@@ -15,6 +15,7 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions/cyberark"
 	"github.com/riposte-soar/riposte/internal/actions/gravityzone"
 	"github.com/riposte-soar/riposte/internal/actions/natspub"
+	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
 	"github.com/riposte-soar/riposte/internal/playbook"
 )
 
@@ -46,8 +47,8 @@ func catalogue() *actions.Catalogue {
 // vendors holds the configured vendors the playbooks use: their runnable actions, their rate
 // limits, and what to end at shutdown.
 type vendors struct {
-	maxInFlight int             // sizes each vendor's idle connections
-	requests    requestObserver // hears every vendor request; nil: none
+	maxInFlight int                        // sizes each vendor's idle connections
+	requests    vendorhttp.RequestObserver // hears every vendor request; nil: none
 	registry    *actions.Registry
 	limits      map[string]float64 // vendor → requests per second; 0: none
 	sessions    []func(context.Context) error
@@ -96,7 +97,7 @@ func (v *vendors) names() []string { return sortedKeys(v.limits) }
 // newVendors configures every vendor a playbook uses, from the environment or, with simulate,
 // as its in-process fake. Every missing or malformed variable is reported at once, per vendor,
 // with the playbooks that need it.
-func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), deps actions.Deps, maxInFlight int, requests requestObserver) (*vendors, error) {
+func newVendors(pbs []*playbook.Playbook, simulate bool, env func(string) (string, error), deps actions.Deps, maxInFlight int, requests vendorhttp.RequestObserver) (*vendors, error) {
 	users := map[string][]string{} // vendor → playbooks
 	for _, pb := range pbs {
 		for _, vendor := range pb.Vendors() {
@@ -161,7 +162,7 @@ func (v *vendors) configure(vendor actions.Vendor, simulate bool, env func(strin
 	}
 	if deps.HTTP == nil {
 		// Checked by Configure too, with every other variable; here only to build the client.
-		if hc, err := vendorHTTPClient(vendor, s, v.maxInFlight, v.requests); err == nil {
+		if hc, err := vendorhttp.NewHTTPClient(vendor, s, v.maxInFlight, v.requests); err == nil {
 			deps.HTTP = hc
 		}
 	}

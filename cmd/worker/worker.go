@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -167,7 +166,7 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	decisions := make(chan error, 1)
 	actx, stopApprovals := context.WithCancel(ctx)
 	go func() { decisions <- approvals.Run(actx) }()
-	err = q.Run(ctx, handler(eng, int(nc.MaxPayload())-8*1024, w.log))
+	err = q.Run(ctx, eng.Handler(int(nc.MaxPayload())-8*1024, w.log))
 	stopApprovals()
 	if aerr := <-decisions; aerr != nil && err == nil && ctx.Err() == nil {
 		err = aerr
@@ -196,39 +195,6 @@ func batchedActions(pbs []*playbook.Playbook, maxInFlight int, log *zap.Logger) 
 		}
 	}
 	return names
-}
-
-// handler adapts the engine to the queue: the queue knows deliveries, the engine knows
-// playbooks. maxOutcome is the largest outcome the server takes (its max payload less room for
-// headers): a bigger one could never be stored, so the alert would never be acked.
-func handler(e *engine.Engine, maxOutcome int, log *zap.Logger) queue.Handler {
-	return func(ctx context.Context, a *queue.Alert) queue.Verdict {
-		res := e.Process(ctx, engine.Alert{
-			ID: a.ID, Subject: a.Subject, Headers: a.Headers, Body: a.Body, Deliveries: a.Deliveries, Failures: a.Failures, JournalID: a.JournalID, ReplayOf: a.ReplayOf,
-			ResumePlaybook: a.ResumePlaybook,
-		})
-		// A run held back by a vendor's breaker made no vendor call: it waits for the vendor
-		// without using up the alert's budget of vendor failures.
-		v := queue.Verdict{Retry: res.Retry && !res.HeldBack && !res.Requeue, Requeue: res.HeldBack || res.Requeue,
-			HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
-			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
-		for _, o := range res.Outcomes {
-			b, err := json.Marshal(o)
-			if err != nil || len(b) > maxOutcome {
-				// Keep the outcome, drop the step outputs that made it unpublishable.
-				log.Error("outcome cannot be published whole; step outputs left out",
-					zap.String("alert_id", a.ID), zap.String("playbook", o.Playbook), zap.Int("bytes", len(b)), zap.Error(err))
-				for i := range o.Steps {
-					if o.Steps[i].Output != nil {
-						o.Steps[i].Output = map[string]any{"truncated": true}
-					}
-				}
-				b, _ = json.Marshal(o)
-			}
-			v.Outcomes = append(v.Outcomes, queue.Outcome{Playbook: o.Playbook, JSON: b})
-		}
-		return v
-	}
 }
 
 // watchGauges keeps the connection and consumer gauges current until stopped.

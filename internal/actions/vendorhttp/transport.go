@@ -1,4 +1,4 @@
-package main
+package vendorhttp
 
 import (
 	"crypto/tls"
@@ -12,16 +12,17 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions"
 )
 
-// requestObserver hears every vendor HTTP request: the vendor, the answer's status ("error"
+// RequestObserver hears every vendor HTTP request: the vendor, the answer's status ("error"
 // when there was none) and how long it took. The worker's metrics implement it.
-type requestObserver interface {
+type RequestObserver interface {
 	VendorRequest(vendor, code string, took time.Duration)
 }
 
-// vendorHTTPClient is the HTTP client of one vendor: the standard proxy variables
-// (HTTPS_PROXY, NO_PROXY), the vendor's own CA certificates beside the system's, idle
-// connections enough for every alert in flight, and every request timed.
-func vendorHTTPClient(vendor actions.Vendor, s actions.Settings, maxInFlight int, obs requestObserver) (*http.Client, error) {
+// NewHTTPClient is the HTTP client of one vendor: the standard proxy variables (HTTPS_PROXY,
+// NO_PROXY), the vendor's own CA certificates beside the system's (its Vendor.CAVar setting),
+// idle connections enough for every alert in flight, and every request timed into obs (nil:
+// none).
+func NewHTTPClient(vendor actions.Vendor, s actions.Settings, maxInFlight int, obs RequestObserver) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = max(100, maxInFlight*2)
 	tr.MaxIdleConnsPerHost = max(2, maxInFlight)
@@ -49,7 +50,7 @@ func vendorHTTPClient(vendor actions.Vendor, s actions.Settings, maxInFlight int
 type timedTransport struct {
 	next   http.RoundTripper
 	vendor string
-	obs    requestObserver
+	obs    RequestObserver
 }
 
 func (t timedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
