@@ -27,6 +27,7 @@ type scope struct {
 type program struct {
 	prog *vm.Program
 	src  string
+	fast *fastExpr // nil when the VM runs it every time
 }
 
 // compile compiles src against the expression environment and the helper functions, then
@@ -56,7 +57,7 @@ func compileFetching(src string, sc scope, asBool, fetching bool) (*program, err
 	if err := checkLiterals(prog, src); err != nil {
 		return nil, err
 	}
-	return &program{prog: prog, src: src}, nil
+	return &program{prog: prog, src: src, fast: compileFast(prog.Node(), asBool)}, nil
 }
 
 // itemPatch renames a foreach step's item name to exprEnv.Item's, which no expression can
@@ -266,6 +267,11 @@ func (r *renderer) release() {
 
 // run evaluates an expression; its error quotes the expression.
 func (r *renderer) run(p *program) (any, error) {
+	if p.fast != nil {
+		if out, ok := p.fast.run(r.env); ok {
+			return out, nil
+		}
+	}
 	out, err := r.vm.Run(p.prog, r.env)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s", quoteExpr(p.src), exprMessage(err))

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/expr-lang/expr/file"
+
+	"github.com/riposte-soar/riposte/internal/jsonval"
 )
 
 var (
@@ -225,19 +227,71 @@ func FuzzFetchPatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		env := &Env{Alert: alert, Subject: "soar.alerts.x", AlertID: "id-1", Headers: map[string]string{"h": "v"}, Now: testNow,
-			Vars:  map[string]any{"v": map[string]any{"w": 1.0}},
-			Steps: map[string]StepState{"q": {Status: "succeeded", Output: map[string]any{"tasks": []any{"t"}}}}}
-		x := env.exprEnv(env.Vars, alert["a"]) // one for both, so `$env` is the same value
-		run := func(p *program) (any, error) {
-			r := newRenderer(x)
-			defer r.release()
-			return r.run(p)
-		}
+		run := fuzzRunner(alert)
 		got, gerr := run(patched)
 		want, werr := run(plain)
 		if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(forDeepEqual(got), forDeepEqual(want)) {
 			t.Fatalf("%q: %#v, %v with the patch; %#v, %v without", src, got, gerr, want, werr)
+		}
+	})
+}
+
+// fuzzRunner evaluates programs against one environment made from alert, the same for every
+// program, so `$env` is the same value.
+func fuzzRunner(alert map[string]any) func(p *program) (any, error) {
+	env := &Env{Alert: alert, Subject: "soar.alerts.x", AlertID: "id-1", Headers: map[string]string{"h": "v"}, Now: testNow,
+		Vars:  map[string]any{"v": map[string]any{"w": 1.0}, "n": int64(3)},
+		Steps: map[string]StepState{"q": {Status: "succeeded", Output: map[string]any{"tasks": []any{"t"}}}}}
+	x := env.exprEnv(env.Vars, alert["a"])
+	return func(p *program) (any, error) {
+		r := newRenderer(x)
+		defer r.release()
+		return r.run(p)
+	}
+}
+
+// The closures of fastExpr yield what expr's VM yields, or leave the expression to it: whatever
+// the expression and the alert, as a condition or as a value, the same value or the same error.
+func FuzzFastExpr(f *testing.F) {
+	const alert = `{"type": "phishing", "n": 2, "f": 2.5, "big": 12345678901234567890, "s": "abc", "e": "",
+		"tags": ["a", "b", 2], "a": {"b": [1, {"c": "d"}], "e": null, "t": true}, "ok": true,
+		"sender": "x@evil-1.example", "severity": "high", "score": 7}`
+	for _, src := range []string{
+		`alert.type == "malware-1"`, `alert.severity in ["critical", "high"] && alert.score > 5`,
+		`alert.source == "edr-2" || "quarantine-2" in alert.tags`, `alert.sender endsWith "@evil-1.example" && alert.recipient != nil`,
+		`alert.confidenceIndicator == "malicious" && alert.eventId == "ev-never-3"`, `alert.type != "x"`, `!alert.ok`, `not alert.type`,
+		`alert.n > 1`, `alert.n < 2.5`, `alert.f >= alert.n`, `alert.s <= "abd"`, `alert.big > 1`, `alert.big == 12345678901234567890`,
+		`alert.missing > 1`, `alert.type > 1`, `alert.a.t && true`, `alert.a.e || true`, `alert.type && true`, `alert.ok or alert.missing`,
+		`alert.a.b`, `alert.a.e.f`, `alert.s.x`, `alert.tags.x`, `alert.n in alert.tags`, `2 in alert.tags`, `"a" in alert.a`,
+		`alert.n in ["a", "b"]`, `nil in ["", "b"]`, `alert.n in [1, 2]`, `alert.type in alert.s`, `alert.s startsWith "a"`,
+		`alert.s contains "b"`, `alert.missing endsWith "x"`, `alert.n endsWith "x"`, `alert.s matches "^a.c$"`, `alert.n matches "2"`,
+		`alert.missing matches "x"`, `alert.s matches alert.type`, `vars.v.w == 1`, `vars.n > 2`, `foreach_item == nil`, `host.b`,
+		`subject == "soar.alerts.x"`, `alert_id startsWith "id"`, `alert.type`, `alert.n`, `alert.missing`, `nil`, `1 == 1.0`, `true`,
+		`alert.e == ""`, `alert.a == nil`, `alert == nil`, `alert.a.b == nil`, `alert.tags == ["a", "b", 2]`, `"x" + alert.s == "xabc"`,
+		`len(alert.tags) > 1`, `steps.q.status == "succeeded"`, `headers.h == "v"`, `$env.alert.type == "phishing"`, `alert?.type == "x"`,
+		`alert.n + 1 > 2`, `-alert.n < 0`, `alert.score > 5 and alert.severity == "high"`, `(alert.n > 1) == true`,
+	} {
+		f.Add(src, []byte(alert))
+	}
+	f.Fuzz(func(t *testing.T, src string, alertJSON []byte) {
+		alert, err := jsonval.Decode(alertJSON)
+		obj, _ := alert.(map[string]any)
+		if err != nil {
+			obj = nil
+		}
+		run := fuzzRunner(obj)
+		for _, asBool := range []bool{false, true} {
+			p, err := compile(src, scope{item: "host"}, asBool)
+			if err != nil || p.fast == nil {
+				continue
+			}
+			vmOnly := *p
+			vmOnly.fast = nil
+			got, gerr := run(p)
+			want, werr := run(&vmOnly)
+			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(forDeepEqual(got), forDeepEqual(want)) {
+				t.Fatalf("%q (as bool %v): %#v, %v by the closures; %#v, %v by the VM", src, asBool, got, gerr, want, werr)
+			}
 		}
 	})
 }
