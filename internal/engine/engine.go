@@ -401,7 +401,7 @@ func (e *Engine) runLocked(ctx context.Context, a Alert, pb *playbook.Playbook, 
 func (e *Engine) run(ctx context.Context, a Alert, pb *playbook.Playbook, env *playbook.Env) (out Outcome, end stepEnd) {
 	out = e.outcome(a, pb.Name, e.now())
 	out.Status = StatusSucceeded
-	log := e.opts.Log.With(zap.String("alert_id", a.ID), zap.String("playbook", pb.Name))
+	log := e.opts.Log.WithLazy(zap.String("alert_id", a.ID), zap.String("playbook", pb.Name))
 	stopped := false
 	for _, st := range pb.Steps {
 		so := StepOutcome{ID: st.ID, Action: st.Action, Status: StatusSkipped}
@@ -475,7 +475,7 @@ type stepEnd struct {
 }
 
 func (e *Engine) step(ctx context.Context, a Alert, pb *playbook.Playbook, st *playbook.Step, env *playbook.Env, log *zap.Logger) (StepOutcome, stepEnd) {
-	log = log.With(zap.String("step", st.ID), zap.String("action", st.Action))
+	log = log.WithLazy(zap.String("step", st.ID), zap.String("action", st.Action))
 	jid := a.JournalID
 	if jid == "" {
 		jid = a.ID

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
 
 	"go.uber.org/zap"
 
@@ -24,7 +23,7 @@ func (e *Engine) Handler(maxOutcome int, log *zap.Logger) queue.Handler {
 			HeldBack: res.HeldBack, RetryAfter: res.RetryAfter,
 			Outcomes: make([]queue.Outcome, 0, len(res.Outcomes))}
 		for _, o := range res.Outcomes {
-			b, err := json.Marshal(o)
+			b, err := encodeOutcome(o)
 			if err != nil || len(b) > maxOutcome {
 				// Keep the outcome, drop the step outputs that made it unpublishable.
 				log.Error("outcome cannot be published whole; step outputs left out",
@@ -34,7 +33,7 @@ func (e *Engine) Handler(maxOutcome int, log *zap.Logger) queue.Handler {
 						o.Steps[i].Output = map[string]any{"truncated": true}
 					}
 				}
-				b, _ = json.Marshal(o)
+				b, _ = encodeOutcome(o)
 			}
 			v.Outcomes = append(v.Outcomes, queue.Outcome{Playbook: o.Playbook, JSON: b})
 		}

@@ -703,7 +703,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 	// duplicate. awaitAcks bounds the wait.
 	settle := context.WithoutCancel(ctx)
 	alert, reason, detail := q.decode(msg, meta)
-	log := q.log.With(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
+	log := q.log.WithLazy(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
 	if reason != "" {
 		log.Warn("alert dead-lettered", zap.String("reason", reason), zap.String("detail", detail))
 		return q.deadLetter(settle, msg, alert, reason, detail, nil, log)
