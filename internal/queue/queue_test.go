@@ -415,10 +415,11 @@ func TestMaxInFlightBoundsConcurrency(t *testing.T) {
 	for range 2 {
 		<-entered
 	}
-	// Two run; the worker has pulled no more than it can run, and eight wait in the stream.
-	eventually(t, "two alerts unacked and eight pending", func() bool {
+	// Two run and two are pulled ahead (the pull holds at most 2 × MaxInFlight); six wait in
+	// the stream.
+	eventually(t, "four alerts unacked and six pending", func() bool {
 		info := h.consumerInfo()
-		return info.NumAckPending == 2 && info.NumPending == 8
+		return info.NumAckPending == 4 && info.NumPending == 6
 	})
 	if n := running.Load(); n != 2 {
 		t.Fatalf("%d handlers running, want 2", n)
