@@ -28,6 +28,8 @@ type program struct {
 	prog *vm.Program
 	src  string
 	fast *fastExpr // nil when the VM runs it every time
+	// guard, of a condition, is false for alerts it cannot hold for; nil when it has none.
+	guard *fieldGuard
 }
 
 // compile compiles src against the expression environment and the helper functions, then
@@ -57,7 +59,11 @@ func compileFetching(src string, sc scope, asBool, fetching bool) (*program, err
 	if err := checkLiterals(prog, src); err != nil {
 		return nil, err
 	}
-	return &program{prog: prog, src: src, fast: compileFast(prog.Node(), asBool)}, nil
+	out := &program{prog: prog, src: src, fast: compileFast(prog.Node(), asBool)}
+	if asBool {
+		out.guard = guardOf(prog.Node())
+	}
+	return out, nil
 }
 
 // itemPatch renames a foreach step's item name to exprEnv.Item's, which no expression can

@@ -303,3 +303,90 @@ func constantOf(n ast.Node) any {
 	}
 	return nil
 }
+
+// fieldGuard is what a condition's first test says about one member of the alert: a `when`
+// that begins `alert.type == "phishing" && …` or `alert.severity in ["high", "critical"] && …`
+// is false for an alert whose type, or severity, is another, and since expr short-circuits,
+// nothing after that first test runs for it: no value, no error. Most playbooks are written
+// this way, and most alerts are of a type most playbooks are not for; the guard answers for
+// them with one map read, before any evaluation is readied.
+type fieldGuard struct {
+	field  string
+	equals any                 // `alert.field == equals`, when set is nil
+	set    map[string]struct{} // `alert.field in [...]`, the optimizer's set of the strings
+}
+
+// guardOf finds the guard of a condition's tree, or nil when its first test is not one.
+func guardOf(n ast.Node) *fieldGuard {
+	for {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok || b.Operator != "&&" && b.Operator != "and" {
+			break
+		}
+		n = b.Left
+	}
+	b, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return nil
+	}
+	switch b.Operator {
+	case "==":
+		if f, ok := alertMember(b.Left); ok {
+			if s, ok := b.Right.(*ast.StringNode); ok {
+				return &fieldGuard{field: f, equals: s.Value}
+			}
+		}
+		if f, ok := alertMember(b.Right); ok {
+			if s, ok := b.Left.(*ast.StringNode); ok {
+				return &fieldGuard{field: f, equals: s.Value}
+			}
+		}
+	case "in":
+		if f, ok := alertMember(b.Left); ok {
+			if set, ok := constantOf(b.Right).(map[string]struct{}); ok {
+				return &fieldGuard{field: f, set: set}
+			}
+		}
+	}
+	return nil
+}
+
+// alertMember is the name in `alert.name` (or `alert["name"]`) as fetchPatch rewrote it.
+func alertMember(n ast.Node) (string, bool) {
+	c, ok := n.(*ast.CallNode)
+	if !ok {
+		return "", false
+	}
+	if id, ok := c.Callee.(*ast.IdentifierNode); !ok || id.Value != fetchName || len(c.Arguments) != 2 {
+		return "", false
+	}
+	if root, ok := c.Arguments[0].(*ast.IdentifierNode); !ok || root.Value != "alert" {
+		return "", false
+	}
+	name, ok := c.Arguments[1].(*ast.StringNode)
+	if !ok {
+		return "", false
+	}
+	return name.Value, true
+}
+
+// mayHold says whether the condition can hold for alert: false only where its first test is
+// false, as expr would find it.
+func (g *fieldGuard) mayHold(alert map[string]any) bool {
+	v := alert[g.field]
+	if g.set == nil {
+		if s, ok := v.(string); ok {
+			return s == g.equals
+		}
+		return runtime.Equal(v, g.equals)
+	}
+	switch v := v.(type) {
+	case string:
+		_, in := g.set[v]
+		return in
+	case nil:
+		_, in := g.set[""] // expr looks nil up as the set's zero key
+		return in
+	}
+	return true // `in` on a set fails for any other value: the VM says how
+}

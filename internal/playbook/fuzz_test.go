@@ -252,6 +252,7 @@ func fuzzRunner(alert map[string]any) func(p *program) (any, error) {
 
 // The closures of fastExpr yield what expr's VM yields, or leave the expression to it: whatever
 // the expression and the alert, as a condition or as a value, the same value or the same error.
+// A condition's fieldGuard rules out only alerts for which the VM finds it false.
 func FuzzFastExpr(f *testing.F) {
 	const alert = `{"type": "phishing", "n": 2, "f": 2.5, "big": 12345678901234567890, "s": "abc", "e": "",
 		"tags": ["a", "b", 2], "a": {"b": [1, {"c": "d"}], "e": null, "t": true}, "ok": true,
@@ -270,6 +271,9 @@ func FuzzFastExpr(f *testing.F) {
 		`alert.e == ""`, `alert.a == nil`, `alert == nil`, `alert.a.b == nil`, `alert.tags == ["a", "b", 2]`, `"x" + alert.s == "xabc"`,
 		`len(alert.tags) > 1`, `steps.q.status == "succeeded"`, `headers.h == "v"`, `$env.alert.type == "phishing"`, `alert?.type == "x"`,
 		`alert.n + 1 > 2`, `-alert.n < 0`, `alert.score > 5 and alert.severity == "high"`, `(alert.n > 1) == true`,
+		`alert.type == "phishing" && alert.n > 1`, `"phishing" == alert.type and alert.a.e.f`, `alert.type == "x" && alert.a.e.f`,
+		`alert.severity in ["high", ""] && alert.score > 5`, `alert.missing in ["", "b"] && true`, `alert.n in ["a"] && true`,
+		`alert.type == "phishing" && alert.s == "abc" && alert.n == 2`, `alert["type"] == "x" || true`, `alert.a == "x" && true`,
 	} {
 		f.Add(src, []byte(alert))
 	}
@@ -282,13 +286,20 @@ func FuzzFastExpr(f *testing.F) {
 		run := fuzzRunner(obj)
 		for _, asBool := range []bool{false, true} {
 			p, err := compile(src, scope{item: "host"}, asBool)
-			if err != nil || p.fast == nil {
+			if err != nil {
 				continue
 			}
 			vmOnly := *p
 			vmOnly.fast = nil
-			got, gerr := run(p)
 			want, werr := run(&vmOnly)
+			// A condition's guard rules out only alerts the VM finds it false for, without error.
+			if p.guard != nil && !p.guard.mayHold(obj) && (werr != nil || want != false) {
+				t.Fatalf("%q: the guard rules the alert out, but the VM says %#v, %v", src, want, werr)
+			}
+			if p.fast == nil {
+				continue
+			}
+			got, gerr := run(p)
 			if fmt.Sprint(gerr) != fmt.Sprint(werr) || !reflect.DeepEqual(forDeepEqual(got), forDeepEqual(want)) {
 				t.Fatalf("%q (as bool %v): %#v, %v by the closures; %#v, %v by the VM", src, asBool, got, gerr, want, werr)
 			}

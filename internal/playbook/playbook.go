@@ -178,6 +178,10 @@ func (p *Playbook) When(env *Env) (bool, error) {
 	if p.when == nil {
 		return true, nil
 	}
+	// Before anything is readied; but after the vars, whose errors the guard must not hide.
+	if g := p.when.guard; g != nil && env != nil && (env.Vars != nil || !p.HasVars() || p.Vars != nil) && !g.mayHold(env.Alert) {
+		return false, nil
+	}
 	r, err := p.prepare(env, nil)
 	if err != nil {
 		return false, err
