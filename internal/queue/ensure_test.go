@@ -137,12 +137,7 @@ func TestEnsureHonoursNamesAndMaxAckPending(t *testing.T) {
 
 func TestEnsureLeavesExistingStreamsAndConsumerAlone(t *testing.T) {
 	t.Parallel()
-	srv := queuetest.StartJetStream(t)
-	nc := queuetest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := queuetest.JetStream(t)
 	ctx := context.Background()
 
 	// What an operator set up before the first worker started.
@@ -350,12 +345,7 @@ func TestEnsureWaitsForJetStreamToAnswer(t *testing.T) {
 // A configuration JetStream refuses is the operator's to fix: it fails Ensure at once.
 func TestEnsureFailsAtOnceOnARefusal(t *testing.T) {
 	t.Parallel()
-	srv := queuetest.StartJetStream(t)
-	nc := queuetest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := queuetest.JetStream(t)
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"soar.alerts.>"}}); err != nil {
 		t.Fatal(err)

@@ -50,12 +50,7 @@ func newHarness(t *testing.T, adjust func(*queue.Config)) *harness {
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	srv := queuetest.StartJetStream(t)
-	nc := queuetest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := queuetest.JetStream(t)
 	q, err := queue.New(nc, cfg, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)

@@ -857,12 +857,7 @@ func TestHandlerGetsExactNumbers(t *testing.T) {
 // consumer's last delivery instead of being dropped by the server.
 func TestRunAdoptsAnExistingConsumersLimits(t *testing.T) {
 	t.Parallel()
-	srv := queuetest.StartJetStream(t)
-	nc := queuetest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := queuetest.JetStream(t)
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SOAR_ALERTS", Subjects: []string{"soar.alerts.>"}}); err != nil {
 		t.Fatal(err)

@@ -17,12 +17,7 @@ import (
 
 func bound(t *testing.T) (*natspub.Action, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	srv := queuetest.StartJetStream(t)
-	nc := queuetest.Connect(t, srv)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := queuetest.JetStream(t)
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "NOTES", Subjects: []string{"notes.>"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/riposte-soar/riposte/internal/queue"
 )
@@ -32,4 +33,16 @@ func Connect(t testing.TB, e *queue.Embedded) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
+}
+
+// JetStream starts a server for the test (StartJetStream), connects to it (Connect) and returns
+// the connection's JetStream context, for tests that set streams up by hand.
+func JetStream(t testing.TB) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc := Connect(t, StartJetStream(t))
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("jetstream context: %v", err)
+	}
+	return nc, js
 }
