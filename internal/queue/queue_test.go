@@ -776,6 +776,64 @@ func TestLostOutcomePublishIsRetriedPromptly(t *testing.T) {
 	}
 }
 
+// A slot is for running alerts: once a run has decided, the next alert starts while the first
+// one's outcome still waits for its PubAck, and --max-in-flight still bounds the runs.
+func TestSlotIsFreeWhileAnOutcomeIsStored(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *queue.Config) { c.MaxInFlight = 1 })
+	ctx := context.Background()
+	if err := h.js.DeleteStream(ctx, h.cfg.OutcomesStream); err != nil {
+		t.Fatal(err)
+	}
+	// Someone takes the publishes and never acknowledges them, as a leaderless stream does.
+	taken := make(chan struct{}, 10)
+	sub, err := h.nc.Subscribe("soar.outcomes.>", func(*nats.Msg) { taken <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var running, peak atomic.Int64
+	rec := newRecorder(func(_ context.Context, a *queue.Alert, _ int) queue.Verdict {
+		n := running.Add(1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		defer running.Add(-1)
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "pb", JSON: []byte(`{"status":"succeeded"}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{"id":"slot-1"}`), nil)
+	h.run(h.q, rec.handle)
+	if a := rec.next(t); a.ID != "slot-1" {
+		t.Fatalf("first alert %q, want slot-1", a.ID)
+	}
+	select {
+	case <-taken:
+	case <-time.After(waitFor):
+		t.Fatal("the first outcome was never published")
+	}
+	h.publish("soar.alerts.x.y", []byte(`{"id":"slot-2"}`), nil)
+	if a := rec.next(t); a.ID != "slot-2" {
+		t.Fatalf("second alert %q, want slot-2", a.ID)
+	}
+	if info := h.consumerInfo(); info.NumAckPending != 2 {
+		t.Errorf("%d alerts unacked while the first outcome waits, want both", info.NumAckPending)
+	}
+
+	if _, err := h.q.Ensure(ctx); err != nil { // the stream is back: both outcomes are stored
+		t.Fatal(err)
+	}
+	h.waitMessages(h.cfg.OutcomesStream, "soar.outcomes.pb", 2)
+	h.waitSettled()
+	if n := len(rec.calls()); n != 2 {
+		t.Errorf("handled %d times, want 2", n)
+	}
+	if p := peak.Load(); p != 1 {
+		t.Errorf("%d runs at once, want at most MaxInFlight = 1", p)
+	}
+}
+
 // obsRecorder is a queue.Observer that counts what it hears.
 type obsRecorder struct {
 	mu       sync.Mutex
