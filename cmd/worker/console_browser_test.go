@@ -95,9 +95,8 @@ func TestConsoleBrowser(t *testing.T) {
 // GravityZone fake isolated the endpoint once, and the outcomes page says who approved.
 func browserApprovesAnIsolation(t *testing.T) {
 	t.Parallel()
-	tokens := consoleTokens(t)
 	ctx := newBrowser(t)
-	s := startStack(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }))
+	s := startStack(t, approvalPlaybooks, withTokenConsole(t))
 	s.publish("soar.alerts.approval.one", "", gateAlert("browser-approve", "ep-b1"), nil)
 	req := s.awaitRequest("isolate-approved", "browser-approve")
 
@@ -176,9 +175,8 @@ func TestConsoleScreenshots(t *testing.T) {
 	if !*screenshots {
 		t.Skip("writes docs/console/*.png only with -screenshots")
 	}
-	tokens := consoleTokens(t)
 	ctx := newBrowser(t)
-	s := startStack(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }))
+	s := startStack(t, approvalPlaybooks, withTokenConsole(t))
 	for _, a := range []struct{ subject, id, endpoint string }{
 		{"soar.alerts.approval.one", "incident-4711", "ep-77"}, {"soar.alerts.approval.one", "incident-4712", "ep-78"},
 		{"soar.alerts.approval.one", "incident-4713", "ep-79"}, {"soar.alerts.approval.two", "incident-4714", "ep-80"},

@@ -52,6 +52,12 @@ func consoleTokens(t *testing.T) string {
 	return writeFile(t, "tokens", "# operators of the console\nalice "+aliceToken+"\n\nbob   "+bobToken+"\n", 0o600)
 }
 
+// withTokenConsole is withConsole signing operators in with consoleTokens' tokens.
+func withTokenConsole(t *testing.T) func(*settings) {
+	tokens := consoleTokens(t)
+	return withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens })
+}
+
 // withConsole turns the console on for a stack, on a free loopback port, as --console would:
 // tweak sets its other flags before they are checked.
 func withConsole(t *testing.T, tweak func(*consoleSettings)) func(*settings) {
@@ -265,8 +271,7 @@ func TestConsoleSettings(t *testing.T) {
 func TestConsoleTokenSignInAndCSRF(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
-	tokens := consoleTokens(t)
-	s := startStackLogged(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }), zap.New(core))
+	s := startStackLogged(t, approvalPlaybooks, withTokenConsole(t), zap.New(core))
 	b := newBrowserless(t, s.httpURL, false, nil)
 
 	resp, _ := b.get("/console")
@@ -713,8 +718,7 @@ func TestSignInGateForgetsRefilledAddresses(t *testing.T) {
 func TestConsoleSlowsDownTokenGuessing(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zapcore.InfoLevel)
-	tokens := consoleTokens(t)
-	s := startStackLogged(t, approvalPlaybooks, withConsole(t, func(c *consoleSettings) { c.tokensFile = tokens }), zap.New(core))
+	s := startStackLogged(t, approvalPlaybooks, withTokenConsole(t), zap.New(core))
 	b := newBrowserless(t, s.httpURL, false, nil)
 	for i := range signInBurst {
 		if resp, _ := b.post("/console/login", url.Values{"token": {fmt.Sprintf("guess-%d-of-the-console-token", i)}}); resp.StatusCode != http.StatusUnauthorized {

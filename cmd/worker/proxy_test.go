@@ -240,13 +240,24 @@ func TestProcessVendorRequestsUseHTTPProxy(t *testing.T) {
 	p, s := startProxiedWorker(t, fakes, env)
 
 	checkChainDone(t, credentialTheftChain(s, "proxy-http-1"), fakes)
-	if got, want := proxy.hosts(false), proxiedHosts(routes, "hec", "gz", "pvwa"); !slices.Equal(got, want) {
-		t.Errorf("the proxy forwarded requests for %v, want every vendor's %v (all it saw: %v)", got, want, proxy.requests())
-	}
-	if got := proxy.hosts(true); len(got) > 0 {
-		t.Errorf("the proxy was asked to tunnel to %v for plain HTTP vendors", got)
-	}
+	checkEveryVendorProxied(t, proxy, routes, false)
 	p.stop(t)
+}
+
+// checkEveryVendorProxied fails the test unless the proxy carried every vendor's requests, and
+// all of them one way: through CONNECT tunnels (HTTPS vendors) or forwarded plain (HTTP ones).
+func checkEveryVendorProxied(t *testing.T, proxy *forwardProxy, routes map[string]string, tunnelled bool) {
+	t.Helper()
+	carried, other := "forwarded requests for", "was asked to tunnel to %v for plain HTTP vendors"
+	if tunnelled {
+		carried, other = "tunnelled to", "was sent plain requests for %v by HTTPS vendors"
+	}
+	if got, want := proxy.hosts(tunnelled), proxiedHosts(routes, "hec", "gz", "pvwa"); !slices.Equal(got, want) {
+		t.Errorf("the proxy %s %v, want every vendor's %v (all it saw: %v)", carried, got, want, proxy.requests())
+	}
+	if got := proxy.hosts(!tunnelled); len(got) > 0 {
+		t.Errorf("the proxy "+other, got)
+	}
 }
 
 // HTTPS vendors, each with its own CA (*_CA_CERT), and HTTPS_PROXY: every vendor's requests go
@@ -270,12 +281,7 @@ func TestProcessVendorRequestsUseHTTPSProxy(t *testing.T) {
 	p, s := startProxiedWorker(t, fakes, env)
 
 	checkChainDone(t, credentialTheftChain(s, "proxy-https-1"), fakes)
-	if got, want := proxy.hosts(true), proxiedHosts(routes, "hec", "gz", "pvwa"); !slices.Equal(got, want) {
-		t.Errorf("the proxy tunnelled to %v, want every vendor's %v (all it saw: %v)", got, want, proxy.requests())
-	}
-	if got := proxy.hosts(false); len(got) > 0 {
-		t.Errorf("the proxy was sent plain requests for %v by HTTPS vendors", got)
-	}
+	checkEveryVendorProxied(t, proxy, routes, true)
 	p.stop(t)
 }
 

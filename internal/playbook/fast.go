@@ -312,7 +312,7 @@ func constantOf(n ast.Node) any {
 // them with one map read, before any evaluation is readied.
 type fieldGuard struct {
 	field  string
-	equals any                 // `alert.field == equals`, when set is nil
+	equals string              // `alert.field == equals`, when set is nil
 	set    map[string]struct{} // `alert.field in [...]`, the optimizer's set of the strings
 }
 

@@ -21,16 +21,7 @@ func (m replyOnly) Reply() string { return m.reply }
 // acker's close waits until it is confirmed.
 func TestUnconfirmedAckIsSentAgain(t *testing.T) {
 	t.Parallel()
-	e, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Shutdown)
-	nc, err := nats.Connect(e.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := connectEmbedded(t)
 
 	// The "server" takes the first ack and says nothing, as a consumer leader that died does;
 	// it confirms the second.
@@ -85,13 +76,10 @@ func TestUnconfirmedAckIsSentAgain(t *testing.T) {
 	}
 }
 
-// waitForAck bounds every wait above: reaching it means something never happened.
-const waitForAck = 20 * time.Second
-
-// An ack no one took (the consumer had no leader that moment) is answered by the server with
-// "no responders": that is not a confirmation, and the ack is sent again.
-func TestAckWithoutRespondersIsNotConfirmed(t *testing.T) {
-	t.Parallel()
+// connectEmbedded is queuetest's StartJetStream and Connect, which this package's own tests
+// cannot import (queuetest imports queue).
+func connectEmbedded(t *testing.T) *nats.Conn {
+	t.Helper()
 	e, err := StartEmbedded(EmbeddedConfig{Listen: "127.0.0.1:0", StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +90,17 @@ func TestAckWithoutRespondersIsNotConfirmed(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	return nc
+}
+
+// waitForAck bounds every wait above: reaching it means something never happened.
+const waitForAck = 20 * time.Second
+
+// An ack no one took (the consumer had no leader that moment) is answered by the server with
+// "no responders": that is not a confirmation, and the ack is sent again.
+func TestAckWithoutRespondersIsNotConfirmed(t *testing.T) {
+	t.Parallel()
+	nc := connectEmbedded(t)
 	a, err := newAcker(nc)
 	if err != nil {
 		t.Fatal(err)

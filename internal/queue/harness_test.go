@@ -184,6 +184,26 @@ func (h *harness) waitSettled() *jetstream.ConsumerInfo {
 	return info
 }
 
+// outcomesTakenNotStored deletes the outcomes stream and has someone take every outcome published
+// and never acknowledge it, as a stream without a leader does; the channel hears each one.
+// Ensure brings the stream back.
+func (h *harness) outcomesTakenNotStored() <-chan struct{} {
+	h.t.Helper()
+	if err := h.js.DeleteStream(context.Background(), h.cfg.OutcomesStream); err != nil {
+		h.t.Fatal(err)
+	}
+	taken := make(chan struct{}, 10)
+	sub, err := h.nc.Subscribe(h.cfg.OutcomesPrefix+".>", func(*nats.Msg) { taken <- struct{}{} })
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.nc.Flush(); err != nil {
+		h.t.Fatal(err)
+	}
+	return taken
+}
+
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()

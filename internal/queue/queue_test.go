@@ -735,19 +735,7 @@ func TestLostOutcomePublishIsRetriedPromptly(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	ctx := context.Background()
-	if err := h.js.DeleteStream(ctx, h.cfg.OutcomesStream); err != nil {
-		t.Fatal(err)
-	}
-	// Someone takes the publish and never acknowledges it, as a leaderless stream does.
-	lost := make(chan struct{}, 10)
-	sub, err := h.nc.Subscribe("soar.outcomes.>", func(*nats.Msg) { lost <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := h.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	lost := h.outcomesTakenNotStored()
 	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
 		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "pb", JSON: []byte(`{"status":"succeeded"}`)}}}
 	})
@@ -782,19 +770,7 @@ func TestSlotIsFreeWhileAnOutcomeIsStored(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *queue.Config) { c.MaxInFlight = 1 })
 	ctx := context.Background()
-	if err := h.js.DeleteStream(ctx, h.cfg.OutcomesStream); err != nil {
-		t.Fatal(err)
-	}
-	// Someone takes the publishes and never acknowledges them, as a leaderless stream does.
-	taken := make(chan struct{}, 10)
-	sub, err := h.nc.Subscribe("soar.outcomes.>", func(*nats.Msg) { taken <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	if err := h.nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	taken := h.outcomesTakenNotStored()
 	var running, peak atomic.Int64
 	rec := newRecorder(func(_ context.Context, a *queue.Alert, _ int) queue.Verdict {
 		n := running.Add(1)
