@@ -177,20 +177,13 @@ func (d *decoder) object() (any, error) {
 			return nil, err
 		}
 		m[k] = v // a repeated key: the last wins, as with encoding/json
-		d.skipSpace()
-		if d.off < len(d.data) {
-			switch d.data[d.off] {
-			case ',':
-				d.off++
-				d.skipSpace()
-				continue
-			case '}':
-				d.off++
-				d.depth--
-				return m, nil
-			}
+		more, err := d.more('}', "after object key:value pair")
+		if err != nil {
+			return nil, err
 		}
-		return nil, d.errAt(d.off, "after object key:value pair")
+		if !more {
+			return m, nil
+		}
 	}
 }
 
@@ -214,21 +207,33 @@ func (d *decoder) array() (any, error) {
 			return nil, err
 		}
 		a = append(a, v)
-		d.skipSpace()
-		if d.off < len(d.data) {
-			switch d.data[d.off] {
-			case ',':
-				d.off++
-				d.skipSpace()
-				continue
-			case ']':
-				d.off++
-				d.depth--
-				return a, nil
-			}
+		more, err := d.more(']', "after array element")
+		if err != nil {
+			return nil, err
 		}
-		return nil, d.errAt(d.off, "after array element")
+		if !more {
+			return a, nil
+		}
 	}
+}
+
+// more reads what follows an object's member or an array's element: a comma, and another
+// comes, or the closing bracket, and the value ends; anything else is the error context names.
+func (d *decoder) more(closing byte, context string) (bool, error) {
+	d.skipSpace()
+	if d.off < len(d.data) {
+		switch d.data[d.off] {
+		case ',':
+			d.off++
+			d.skipSpace()
+			return true, nil
+		case closing:
+			d.off++
+			d.depth--
+			return false, nil
+		}
+	}
+	return false, d.errAt(d.off, context)
 }
 
 // str parses the string whose opening quote is at d.off. Most strings need no unescaping, so
