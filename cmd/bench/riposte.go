@@ -292,7 +292,9 @@ func newReplica(ctx context.Context, wr wiring, pbs []*playbook.Playbook, inFlig
 		locker, steps = timedLocker{l: locker, s: stages}, timedJournal{j: steps, s: stages}
 	}
 	eng := engine.New(pbs, reg, dispatch, steps, engine.Options{Worker: name, Log: log, Observer: m, Locker: locker})
-	r.handler = eng.Handler(int(nc.MaxPayload())-8*1024, log)
+	maxOutcome := int(nc.MaxPayload()) - 8*1024
+	r.q.SetTriage(eng.Triage(maxOutcome, log))
+	r.handler = eng.Handler(maxOutcome, log)
 	if stages != nil {
 		h := r.handler
 		r.handler = func(ctx context.Context, a *queue.Alert) queue.Verdict {

@@ -166,7 +166,9 @@ func (w *worker) run(ctx context.Context, nc *nats.Conn) error {
 	decisions := make(chan error, 1)
 	actx, stopApprovals := context.WithCancel(ctx)
 	go func() { decisions <- approvals.Run(actx) }()
-	err = q.Run(ctx, eng.Handler(int(nc.MaxPayload())-8*1024, w.log))
+	maxOutcome := int(nc.MaxPayload()) - 8*1024
+	q.SetTriage(eng.Triage(maxOutcome, w.log))
+	err = q.Run(ctx, eng.Handler(maxOutcome, w.log))
 	stopApprovals()
 	if aerr := <-decisions; aerr != nil && err == nil && ctx.Err() == nil {
 		err = aerr

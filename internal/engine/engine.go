@@ -286,15 +286,7 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 		if env == nil {
 			env = e.env(a)
 		}
-		env.Vars = nil
-		var err error
-		if pb.HasVars() {
-			env.Vars, err = pb.EvalVars(env)
-		}
-		match := false
-		if err == nil {
-			match, err = pb.When(env)
-		}
+		match, err := holds(pb, env)
 		if err != nil {
 			now := e.now()
 			out := e.outcome(a, pb.Name, now)
@@ -335,16 +327,56 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 			zap.String("playbook", a.ResumePlaybook))
 	}
 	if len(res.Outcomes) == 0 && res.Parked == 0 && a.ResumePlaybook == "" {
-		e.opts.Log.Debug("no playbook matches the alert", zap.String("alert_id", a.ID), zap.String("subject", a.Subject))
-		now := e.now()
-		out := e.outcome(a, "", now)
-		out.Status, out.FinishedAt = StatusUnmatched, now
-		res.Outcomes = append(res.Outcomes, out)
+		res.Outcomes = append(res.Outcomes, e.unmatched(a))
 	}
 	for _, o := range res.Outcomes {
 		e.opts.Observer.PlaybookFinished(o.Playbook, o.Status)
 	}
 	return res
+}
+
+// triage is Process for an alert no playbook's `when` holds, answered without I/O: ok is false
+// for any other alert (one that some playbook runs, a condition that fails, an alert resumed
+// after an approval), which Process must then run. Its result is the one Process would give.
+func (e *Engine) triage(a Alert) (res Result, ok bool) {
+	if a.ResumePlaybook != "" {
+		return Result{}, false
+	}
+	var env *playbook.Env
+	defer func() { env.Done() }()
+	for _, pb := range e.playbooks.Load().Matching(a.Subject) {
+		if env == nil {
+			env = e.env(a)
+		}
+		// A failed condition is left to Process, which reports it and runs the other playbooks.
+		if match, err := holds(pb, env); match || err != nil {
+			return Result{}, false
+		}
+	}
+	out := e.unmatched(a)
+	e.opts.Observer.PlaybookFinished(out.Playbook, out.Status)
+	return Result{Outcomes: []Outcome{out}}, true
+}
+
+// holds evaluates pb's vars, into env.Vars, and then its `when`.
+func holds(pb *playbook.Playbook, env *playbook.Env) (bool, error) {
+	env.Vars = nil
+	if pb.HasVars() {
+		var err error
+		if env.Vars, err = pb.EvalVars(env); err != nil {
+			return false, err
+		}
+	}
+	return pb.When(env)
+}
+
+// unmatched is the outcome of an alert that no playbook runs.
+func (e *Engine) unmatched(a Alert) Outcome {
+	e.opts.Log.Debug("no playbook matches the alert", zap.String("alert_id", a.ID), zap.String("subject", a.Subject))
+	now := e.now()
+	out := e.outcome(a, "", now)
+	out.Status, out.FinishedAt = StatusUnmatched, now
+	return out
 }
 
 // now is truncated to milliseconds: outcomes are read by people and by tools, not by clocks.

@@ -104,6 +104,12 @@ type Verdict struct {
 // period runs out.
 type Handler func(ctx context.Context, a *Alert) Verdict
 
+// Triage gives the verdict on an alert that needs no run (no playbook's `when` holds it), or
+// ok false for any other, which then takes a slot and goes to the Handler. It is called on the
+// pull's own goroutine, one alert at a time, so it must not wait for anything; its verdict may
+// hold only outcomes.
+type Triage func(a *Alert) (v Verdict, ok bool)
+
 // How a delivery ended, as Observer.AlertFinished reports it.
 const (
 	ResultAcked        = "acked"         // its outcomes are stored
@@ -137,6 +143,7 @@ type Queue struct {
 	obs        Observer
 	maxPayload int    // the server's limit on one message, headers included
 	acks       *acker // set by Run
+	triage     Triage // nil: every alert takes a slot
 }
 
 // New wraps a NATS connection. Call Ensure before Run.
@@ -152,6 +159,11 @@ func New(nc *nats.Conn, cfg Config, log *zap.Logger) (*Queue, error) {
 	}
 	return &Queue{ready: new(atomic.Bool), js: js, cfg: cfg, log: log, obs: nopObserver{}, maxPayload: int(nc.MaxPayload())}, nil
 }
+
+// SetTriage makes t answer what it can of every delivery, first, before a slot is taken for
+// it; call it before Run. An alert it answers costs a third less CPU than one run in a slot
+// (docs/benchmarks.md, change 12).
+func (q *Queue) SetTriage(t Triage) { q.triage = t }
 
 // SetObserver makes o hear about every delivery from now on; call it before Run. nil stops it.
 func (q *Queue) SetObserver(o Observer) {
@@ -372,18 +384,23 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
-	// MaxInFlight slots, each running one alert at a time, and twice as many workers: a worker
-	// gives its slot up once the handler has decided (slot.release), then stores the outcomes,
-	// awaits their PubAcks and acks without holding one, so the round trips to JetStream after
-	// a run do not keep the next alert from starting. A delivery is taken from the pull only
-	// when a slot and a worker are free for it: deliver returns (and the jetstream package
-	// counts the delivery as taken, and pulls more when fewer than MaxInFlight are left) only
-	// once a slot is free for the next one. Until then deliveries wait in the pull's buffer,
-	// which PullMaxMessages bounds to 2 × MaxInFlight: an alert waiting there burns its ack
-	// wait while no one works on it, but a buffer of one slot's worth ran dry while the next
-	// pull was on its way. With 64 slots and no playbook matching, the two together make 10 to
-	// 25 % more alerts a second (docs/benchmarks.md, change 10).
-	deliveries := make(chan jetstream.Msg) // unbuffered: handed to an idle worker
+	// Each delivery is decoded on the pull's goroutine, and Triage answers there the alerts that
+	// need no run: their outcomes are published without waiting, and one goroutine (ackStored)
+	// awaits their PubAcks in order and acks each alert after its own, as a minimal pipeline
+	// does. For those, a slot, two hand-offs and a wait per alert cost about as much CPU as the
+	// alert's 50 conditions, and each worker's publish went out in a write of its own
+	// (docs/benchmarks.md, change 12).
+	//
+	// The others run in MaxInFlight slots, one alert each at a time, on twice as many workers: a
+	// worker gives its slot up once the handler has decided (slot.release), then stores the
+	// outcomes, awaits their PubAcks and acks without holding one, so the round trips to
+	// JetStream after a run do not keep the next alert from starting. Such a delivery is taken
+	// from the pull only when a slot and a worker are free for it: until then deliveries wait in
+	// the pull's buffer, which PullMaxMessages bounds to 2 × MaxInFlight: an alert waiting there
+	// burns its ack wait while no one works on it, but a buffer of one slot's worth ran dry while
+	// the next pull was on its way. With 64 slots and every alert run in one, the two together
+	// made 10 to 25 % more alerts a second (docs/benchmarks.md, change 10).
+	deliveries := make(chan *delivery) // unbuffered: handed to an idle worker
 	slots := make(chan struct{}, q.cfg.MaxInFlight)
 	quit := make(chan struct{})
 	workers := 2 * q.cfg.MaxInFlight
@@ -396,14 +413,15 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 			held := &slot{slots: slots}
 			for {
 				select {
-				case msg := <-deliveries:
-					held.held = true // deliver reserved it for this delivery
+				case d := <-deliveries:
+					held.held = d.slotted // deliver reserved it for this delivery
 					if ctx.Err() != nil {
 						// Taken as shutdown began: another replica can start on it now.
-						_ = msg.NakWithDelay(shutdownNakDelay)
+						_ = d.msg.NakWithDelay(shutdownNakDelay)
+						q.obs.AlertFinished(ResultRetried, time.Since(d.received))
 					} else {
-						beat.set(i, msg)
-						q.handle(work, msg, h, held)
+						beat.set(i, d.msg)
+						q.handle(work, d, h, held)
 						beat.set(i, nil)
 					}
 					held.release()
@@ -417,45 +435,61 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	stopBeats, beatsDone := make(chan struct{}), make(chan struct{})
 	go func() { defer close(beatsDone); beat.run(stopBeats, q.cfg.AckWait/3, q.log) }()
 
-	// reserved says a slot is held for the next delivery. The lock also keeps the deliveries
-	// of a pull being replaced (rebind) and of its successor one at a time.
+	stored := make(chan *delivery, pullAhead*q.cfg.MaxInFlight)
+	storedDone := make(chan struct{})
+	go func() { defer close(storedDone); q.ackStored(stored, deliveries) }()
+
+	// The lock keeps the deliveries of a pull being replaced (rebind) and of its successor one
+	// at a time.
 	var deliverMu sync.Mutex
-	reserved := false
-	reserve := func() {
-		select {
-		case slots <- struct{}{}:
-			reserved = true
-		case <-ctx.Done():
-		}
-	}
+	pulled := false // set once the pull is over: a delivery that still comes is handed back
 	deliver := func(msg jetstream.Msg) {
 		deliverMu.Lock()
 		defer deliverMu.Unlock()
-		if !q.ready.Load() && ctx.Err() == nil {
-			q.ready.Store(true) // an alert came: the pull works
-		}
-		if !reserved && ctx.Err() == nil {
-			reserve()
-		}
-		if !reserved {
+		if ctx.Err() != nil || pulled {
 			_ = msg.NakWithDelay(shutdownNakDelay) // pulled as shutdown began
 			return
 		}
-		reserved = false
-		select {
-		case deliveries <- msg: // a worker is free: the reserved slot is its
-		case <-quit: // shutdown gave up waiting for the pull to drain
-			_ = msg.NakWithDelay(shutdownNakDelay)
+		if !q.ready.Load() {
+			q.ready.Store(true) // an alert came: the pull works
+		}
+		d := q.receive(msg)
+		if d == nil || q.triaged(d, stored) {
 			return
 		}
-		reserve()
+		// deliver returns, and the jetstream package counts the delivery as taken (and pulls
+		// more when fewer than MaxInFlight are left), once a slot is free for it.
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.NakWithDelay(shutdownNakDelay)
+			q.obs.AlertFinished(ResultRetried, time.Since(d.received))
+			return
+		}
+		d.slotted = true
+		select {
+		case deliveries <- d: // a worker is free: the reserved slot is its
+		case <-quit: // shutdown gave up waiting for the pull to drain
+			_ = msg.NakWithDelay(shutdownNakDelay)
+			q.obs.AlertFinished(ResultRetried, time.Since(d.received))
+		}
 	}
 	q.pull(ctx, cons, deliver)
+	// A delivery still under way (the drain gave up waiting for it) ends before stored closes.
+	deliverMu.Lock()
+	pulled = true
+	deliverMu.Unlock()
 
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	// The workers finish what they hold, and stop.
-	close(quit)
+	go func() {
+		// The triaged alerts are acked, or handed to workers to store again; then the workers
+		// finish what they hold, and stop.
+		close(stored)
+		<-storedDone
+		close(quit)
+		wg.Wait()
+		close(done)
+	}()
 	select {
 	case <-done:
 	case <-time.After(q.cfg.GracePeriod):
@@ -706,32 +740,109 @@ func (s *slot) release() {
 	}
 }
 
-func (q *Queue) handle(ctx context.Context, msg jetstream.Msg, h Handler, s *slot) {
+// delivery is one message of the pull, decoded on the pull's goroutine.
+type delivery struct {
+	msg            jetstream.Msg
+	meta           *jetstream.MsgMetadata
+	alert          *Alert
+	reason, detail string // why it cannot be processed, if it cannot: it is dead-lettered
+	log            *zap.Logger
+	received       time.Time
+	slotted        bool     // deliver reserved a slot for it
+	verdict        *Verdict // Triage's: only its outcomes are left to store
+	published      time.Time
+	futures        []jetstream.PubAckFuture // of the triaged outcomes, published at published
+}
+
+// receive decodes msg. A delivery without JetStream metadata is terminated: nil.
+func (q *Queue) receive(msg jetstream.Msg) *delivery {
 	meta, err := msg.Metadata()
 	if err != nil {
 		q.log.Error("alert without jetstream metadata, terminating", zap.String("subject", msg.Subject()), zap.Error(err))
 		_ = msg.TermWithReason("no jetstream metadata")
-		return
+		return nil
 	}
-	// Every path below ends the delivery with exactly one ack, nak or term, and says which.
-	received := time.Now()
+	// Every delivery from here on ends with exactly one ack, nak or term, and says which.
+	d := &delivery{msg: msg, meta: meta, received: time.Now()}
 	q.obs.AlertReceived()
-	result := q.process(ctx, msg, meta, h, s)
-	q.obs.AlertFinished(result, time.Since(received))
+	d.alert, d.reason, d.detail = q.decode(msg, meta)
+	d.log = q.log.WithLazy(zap.String("alert_id", d.alert.ID), zap.String("subject", d.alert.Subject), zap.Int("delivery", d.alert.Deliveries))
+	return d
+}
+
+// triaged answers d with Triage when it can, on the pull's goroutine: it publishes the
+// outcomes without waiting for their PubAcks and hands d to ackStored. A redelivery is not
+// triaged: its counts are read from the journal first.
+func (q *Queue) triaged(d *delivery, stored chan<- *delivery) bool {
+	if q.triage == nil || d.reason != "" || d.alert.Deliveries > 1 {
+		return false
+	}
+	v, ok := q.safeTriage(d)
+	if !ok || v.Retry || v.Requeue {
+		return false
+	}
+	d.verdict = &v
+	d.published = time.Now()
+	futures, err := q.publishAsync(d.alert, v.Outcomes)
+	if err != nil {
+		// A worker publishes them again, as it would its own run's.
+		d.log.Warn("publish outcomes; trying again", zap.Error(err))
+		return false
+	}
+	d.futures = futures
+	stored <- d
+	return true
+}
+
+// safeTriage is Triage, a panic in it leaving the alert to the Handler: the pull's goroutine
+// must not die with it.
+func (q *Queue) safeTriage(d *delivery) (v Verdict, ok bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.log.Error("alert triage panicked; running it in a slot", zap.Any("panic", r), zap.Stack("stack"))
+			v, ok = Verdict{}, false
+		}
+	}()
+	return q.triage(d.alert)
+}
+
+// ackStored acks each triaged alert, in order, once its outcomes' PubAcks have come. When they
+// do not come within promptTryTimeout of the publish, the alert goes to a worker, which stores
+// them again (the message ids make a repeat harmless) and settles the alert as its own, beating
+// its ack wait meanwhile; so they are given up sooner when a third of the ack wait is shorter.
+func (q *Queue) ackStored(stored <-chan *delivery, workers chan<- *delivery) {
+	within := min(promptTryTimeout, q.cfg.AckWait/3)
+	for d := range stored {
+		if err := awaitAcks(context.Background(), d.futures, time.Until(d.published.Add(within)), d.log); err != nil {
+			d.log.Warn("publish outcomes; trying again", zap.Int("try", 1), zap.Error(err))
+			workers <- d
+			continue
+		}
+		q.ack(d.msg, d.log)
+		q.obs.AlertFinished(ResultAcked, time.Since(d.received))
+	}
+}
+
+func (q *Queue) handle(ctx context.Context, d *delivery, h Handler, s *slot) {
+	q.obs.AlertFinished(q.process(ctx, d, h, s), time.Since(d.received))
 }
 
 // process runs one delivery to its end and returns how it ended (a Result constant). It gives
 // its slot up once the handler has decided.
-func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, h Handler, s *slot) string {
+func (q *Queue) process(ctx context.Context, d *delivery, h Handler, s *slot) string {
 	// Once the handler has decided, its verdict is carried out even if shutdown's grace period
 	// ends meanwhile: an outcome stored but not acked would make the redelivery's outcome a
 	// duplicate. awaitAcks bounds the wait.
 	settle := context.WithoutCancel(ctx)
-	alert, reason, detail := q.decode(msg, meta)
-	log := q.log.WithLazy(zap.String("alert_id", alert.ID), zap.String("subject", alert.Subject), zap.Int("delivery", alert.Deliveries))
-	if reason != "" {
-		log.Warn("alert dead-lettered", zap.String("reason", reason), zap.String("detail", detail))
-		return q.deadLetter(settle, msg, alert, reason, detail, nil, log)
+	msg, alert, log := d.msg, d.alert, d.log
+	if d.reason != "" {
+		log.Warn("alert dead-lettered", zap.String("reason", d.reason), zap.String("detail", d.detail))
+		return q.deadLetter(settle, msg, alert, d.reason, d.detail, nil, log)
+	}
+	if d.verdict != nil {
+		// Triaged: its outcomes were published but not confirmed; stored again below.
+		s.release()
+		return q.settle(ctx, d, *d.verdict)
 	}
 
 	if alert.Deliveries > 1 {
@@ -745,7 +856,14 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 
 	verdict := q.safeHandle(ctx, h, alert, log)
 	s.release()
+	return q.settle(ctx, d, verdict)
+}
 
+// settle carries out the handler's verdict on d: the alert is acked once its outcomes are
+// stored, or handed back to be delivered again, or dead-lettered.
+func (q *Queue) settle(ctx context.Context, d *delivery, verdict Verdict) string {
+	settle := context.WithoutCancel(ctx)
+	msg, meta, alert, log := d.msg, d.meta, d.alert, d.log
 	if (verdict.Retry || verdict.Requeue) && ctx.Err() != nil {
 		// Shutdown, not the vendor, cut this run short: give it to another replica now rather
 		// than after a retry delay. Steps that finished are in the journal and will not repeat.
@@ -792,7 +910,7 @@ func (q *Queue) process(ctx context.Context, msg jetstream.Msg, meta *jetstream.
 			return ResultRetried
 		}
 	}
-	if err := q.publishOutcomesPromptly(settle, alert, verdict.Outcomes, log); err != nil {
+	if err := q.publishOutcomesPromptly(settle, d, verdict.Outcomes); err != nil {
 		if alert.Deliveries >= q.cfg.MaxDeliver {
 			// Retrying has not helped (no stream captures the outcome subject, or the server
 			// refuses the message): keep the alert where people look, rather than offer it for ever.
@@ -829,10 +947,16 @@ const (
 // publishOutcomesPromptly is publishOutcomes, tried again at once a few times when it fails,
 // each try waiting promptTryTimeout at most, all of them within publishTimeout: the message ids
 // make a repeat harmless.
-func (q *Queue) publishOutcomesPromptly(ctx context.Context, a *Alert, outs []Outcome, log *zap.Logger) error {
+func (q *Queue) publishOutcomesPromptly(ctx context.Context, d *delivery, outs []Outcome) error {
+	a, log := d.alert, d.log
 	wait := promptRetryFirst
 	deadline := time.Now().Add(publishTimeout)
-	for try := 1; ; try++ {
+	try := 1
+	if d.futures != nil {
+		// Triaged: the first try was made on the pull's goroutine, and ackStored gave up on it.
+		deadline, try = d.published.Add(publishTimeout), 2
+	}
+	for ; ; try++ {
 		err := q.publishOutcomes(ctx, a, outs, min(promptTryTimeout, time.Until(deadline)), log)
 		if err == nil || try == promptRetries || ctx.Err() != nil || time.Until(deadline) <= wait {
 			return err
@@ -986,6 +1110,17 @@ func (q *Queue) safeHandle(ctx context.Context, h Handler, a *Alert, log *zap.Lo
 // journal's scoped id for an alert known only by its stream position, so that an alert stored
 // at the same sequence of a re-created stream is not taken for a duplicate of the old one.
 func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, within time.Duration, log *zap.Logger) error {
+	deadline := time.Now().Add(within)
+	futures, err := q.publishAsync(a, outs)
+	if err != nil {
+		return err
+	}
+	return awaitAcks(ctx, futures, time.Until(deadline), log)
+}
+
+// publishAsync publishes outs, under the message ids publishOutcomes describes, and gives the
+// futures of their PubAcks.
+func (q *Queue) publishAsync(a *Alert, outs []Outcome) ([]jetstream.PubAckFuture, error) {
 	alertID, scoped := a.ID, a.scopedID()
 	if a.ReplayOf != "" {
 		scoped += ":replay-" + a.ReplayOf
@@ -1002,11 +1137,11 @@ func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, w
 		m.Header.Set(HeaderAlertID, alertID)
 		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(scoped+":"+o.Playbook))
 		if err != nil {
-			return fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
+			return nil, fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
 		}
 		futures = append(futures, f)
 	}
-	return awaitAcks(ctx, futures, within, log)
+	return futures, nil
 }
 
 // scopedID is the alert's id for message ids: its own when it has one, else the journal's,
@@ -1022,22 +1157,39 @@ func (a *Alert) scopedID() string {
 // (a redelivery republishing what an earlier delivery stored), but it is logged: one that is not
 // a redelivery means two alerts share an id.
 func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within time.Duration, log *zap.Logger) error {
-	timeout := time.NewTimer(within)
-	defer timeout.Stop()
+	// A PubAck that has come is taken without a timer: most have by the time they are awaited,
+	// and one whose time is up must not lose a race it has already won.
+	var timeout *time.Timer
+	deadline := time.Now().Add(within)
+	defer func() {
+		if timeout != nil {
+			timeout.Stop()
+		}
+	}()
 	for _, f := range futures {
+		var ack *jetstream.PubAck
 		select {
-		case ack := <-f.Ok():
-			if ack != nil && ack.Duplicate {
-				log.Info("message already stored under its id; this copy was dropped as a duplicate",
-					zap.String("subject", f.Msg().Subject), zap.String("msg_id", f.Msg().Header.Get(nats.MsgIdHdr)),
-					zap.Uint64("stored_seq", ack.Sequence))
-			}
+		case ack = <-f.Ok():
 		case err := <-f.Err():
 			return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
-		case <-timeout.C:
-			return fmt.Errorf("store %s: no acknowledgement from jetstream after %s", f.Msg().Subject, within)
-		case <-ctx.Done():
-			return fmt.Errorf("store %s: %w", f.Msg().Subject, ctx.Err())
+		default:
+			if timeout == nil {
+				timeout = time.NewTimer(time.Until(deadline))
+			}
+			select {
+			case ack = <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
+			case <-timeout.C:
+				return fmt.Errorf("store %s: no acknowledgement from jetstream after %s", f.Msg().Subject, within)
+			case <-ctx.Done():
+				return fmt.Errorf("store %s: %w", f.Msg().Subject, ctx.Err())
+			}
+		}
+		if ack != nil && ack.Duplicate {
+			log.Info("message already stored under its id; this copy was dropped as a duplicate",
+				zap.String("subject", f.Msg().Subject), zap.String("msg_id", f.Msg().Header.Get(nats.MsgIdHdr)),
+				zap.Uint64("stored_seq", ack.Sequence))
 		}
 	}
 	return nil
