@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -38,7 +37,7 @@ type pendingAck struct {
 	subject string // the delivery's ack subject
 	sent    time.Time
 	tries   int
-	log     *zap.Logger
+	d       *delivery
 }
 
 // How acks are confirmed: each try waits ackTryTimeout for the server's answer, the resends are
@@ -61,21 +60,21 @@ func newAcker(nc *nats.Conn) (*acker, error) {
 	return a, nil
 }
 
-// ack acknowledges msg; the confirmation is awaited (and the ack sent again) in the background.
-func (a *acker) ack(msg jetstream.Msg, log *zap.Logger) {
-	p := &pendingAck{subject: msg.Reply(), sent: time.Now(), tries: 1, log: log}
+// ack acknowledges d; the confirmation is awaited (and the ack sent again) in the background.
+func (a *acker) ack(d *delivery) {
+	p := &pendingAck{subject: d.msg.Reply(), sent: time.Now(), tries: 1, d: d}
 	a.mu.Lock()
 	a.next++
 	id := a.next
 	a.pending[id] = p
 	a.mu.Unlock()
-	a.send(id, p.subject, log)
+	a.send(id, p.subject, d)
 }
 
-func (a *acker) send(id uint64, subject string, log *zap.Logger) {
+func (a *acker) send(id uint64, subject string, d *delivery) {
 	if err := a.nc.PublishRequest(subject, a.prefix+strconv.FormatUint(id, 10), ackBody); err != nil {
 		// Sent again with the others whose confirmation did not come.
-		log.Debug("ack alert", zap.Error(err))
+		d.log().Debug("ack alert", zap.Error(err))
 	}
 }
 
@@ -114,7 +113,7 @@ func (a *acker) resend() {
 	type again struct {
 		id      uint64
 		subject string
-		log     *zap.Logger
+		d       *delivery
 	}
 	var due []again
 	for {
@@ -131,21 +130,21 @@ func (a *acker) resend() {
 				continue
 			}
 			if p.tries == promptRetries {
-				p.log.Warn("ack alert; it may be delivered again, and its outcome is then dropped as a duplicate",
+				p.d.log().Warn("ack alert; it may be delivered again, and its outcome is then dropped as a duplicate",
 					zap.Int("tries", p.tries))
 				delete(a.pending, id)
 				continue
 			}
 			p.tries++
 			p.sent = now
-			due = append(due, again{id, p.subject, p.log})
+			due = append(due, again{id, p.subject, p.d})
 		}
 		if len(a.pending) == 0 {
 			a.empty.Broadcast()
 		}
 		a.mu.Unlock()
 		for _, d := range due {
-			a.send(d.id, d.subject, d.log)
+			a.send(d.id, d.subject, d.d)
 		}
 	}
 }

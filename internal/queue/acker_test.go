@@ -38,7 +38,7 @@ func TestUnconfirmedAckIsSentAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.ack(replyOnly{reply: "test.ack.1"}, zap.NewNop())
+	a.ack(&delivery{msg: replyOnly{reply: "test.ack.1"}, alert: &Alert{ID: "a-1"}, base: zap.NewNop()})
 
 	var first *nats.Msg
 	select {
@@ -105,7 +105,7 @@ func TestAckWithoutRespondersIsNotConfirmed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.ack(replyOnly{reply: "test.nobody"}, zap.NewNop())
+	a.ack(&delivery{msg: replyOnly{reply: "test.nobody"}, alert: &Alert{ID: "a-2"}, base: zap.NewNop()})
 	tries := func() (int, bool) {
 		a.mu.Lock()
 		defer a.mu.Unlock()

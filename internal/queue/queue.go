@@ -746,7 +746,8 @@ type delivery struct {
 	meta           *jetstream.MsgMetadata
 	alert          *Alert
 	reason, detail string // why it cannot be processed, if it cannot: it is dead-lettered
-	log            *zap.Logger
+	base           *zap.Logger
+	logger         atomic.Pointer[zap.Logger] // made at the first line logged: most log none
 	received       time.Time
 	slotted        bool     // deliver reserved a slot for it
 	verdict        *Verdict // Triage's: only its outcomes are left to store
@@ -763,11 +764,21 @@ func (q *Queue) receive(msg jetstream.Msg) *delivery {
 		return nil
 	}
 	// Every delivery from here on ends with exactly one ack, nak or term, and says which.
-	d := &delivery{msg: msg, meta: meta, received: time.Now()}
+	d := &delivery{msg: msg, meta: meta, base: q.log, received: time.Now()}
 	q.obs.AlertReceived()
 	d.alert, d.reason, d.detail = q.decode(msg, meta)
-	d.log = q.log.WithLazy(zap.String("alert_id", d.alert.ID), zap.String("subject", d.alert.Subject), zap.Int("delivery", d.alert.Deliveries))
 	return d
+}
+
+// log is the delivery's logger, naming its alert. The acker may log for it while its last
+// owner does.
+func (d *delivery) log() *zap.Logger {
+	if l := d.logger.Load(); l != nil {
+		return l
+	}
+	d.logger.CompareAndSwap(nil, d.base.With(zap.String("alert_id", d.alert.ID), zap.String("subject", d.alert.Subject),
+		zap.Int("delivery", d.alert.Deliveries)))
+	return d.logger.Load()
 }
 
 // triaged answers d with Triage when it can, on the pull's goroutine: it publishes the
@@ -786,7 +797,7 @@ func (q *Queue) triaged(d *delivery, stored chan<- *delivery) bool {
 	futures, err := q.publishAsync(d.alert, v.Outcomes)
 	if err != nil {
 		// A worker publishes them again, as it would its own run's.
-		d.log.Warn("publish outcomes; trying again", zap.Error(err))
+		d.log().Warn("publish outcomes; trying again", zap.Error(err))
 		return false
 	}
 	d.futures = futures
@@ -799,7 +810,7 @@ func (q *Queue) triaged(d *delivery, stored chan<- *delivery) bool {
 func (q *Queue) safeTriage(d *delivery) (v Verdict, ok bool) {
 	defer func() {
 		if r := recover(); r != nil {
-			d.log.Error("alert triage panicked; running it in a slot", zap.Any("panic", r), zap.Stack("stack"))
+			d.log().Error("alert triage panicked; running it in a slot", zap.Any("panic", r), zap.Stack("stack"))
 			v, ok = Verdict{}, false
 		}
 	}()
@@ -814,11 +825,11 @@ func (q *Queue) ackStored(stored <-chan *delivery, workers chan<- *delivery) {
 	within := min(promptTryTimeout, q.cfg.AckWait/3)
 	for d := range stored {
 		if err := awaitAcks(context.Background(), d.futures, time.Until(d.published.Add(within)), d.log); err != nil {
-			d.log.Warn("publish outcomes; trying again", zap.Int("try", 1), zap.Error(err))
+			d.log().Warn("publish outcomes; trying again", zap.Int("try", 1), zap.Error(err))
 			workers <- d
 			continue
 		}
-		q.ack(d.msg, d.log)
+		q.acks.ack(d)
 		q.obs.AlertFinished(ResultAcked, time.Since(d.received))
 	}
 }
@@ -834,7 +845,7 @@ func (q *Queue) process(ctx context.Context, d *delivery, h Handler, s *slot) st
 	// ends meanwhile: an outcome stored but not acked would make the redelivery's outcome a
 	// duplicate. awaitAcks bounds the wait.
 	settle := context.WithoutCancel(ctx)
-	msg, alert, log := d.msg, d.alert, d.log
+	msg, alert, log := d.msg, d.alert, d.log()
 	if d.reason != "" {
 		log.Warn("alert dead-lettered", zap.String("reason", d.reason), zap.String("detail", d.detail))
 		return q.deadLetter(settle, msg, alert, d.reason, d.detail, nil, log)
@@ -863,7 +874,7 @@ func (q *Queue) process(ctx context.Context, d *delivery, h Handler, s *slot) st
 // stored, or handed back to be delivered again, or dead-lettered.
 func (q *Queue) settle(ctx context.Context, d *delivery, verdict Verdict) string {
 	settle := context.WithoutCancel(ctx)
-	msg, meta, alert, log := d.msg, d.meta, d.alert, d.log
+	msg, meta, alert, log := d.msg, d.meta, d.alert, d.log()
 	if (verdict.Retry || verdict.Requeue) && ctx.Err() != nil {
 		// Shutdown, not the vendor, cut this run short: give it to another replica now rather
 		// than after a retry delay. Steps that finished are in the journal and will not repeat.
@@ -927,7 +938,7 @@ func (q *Queue) settle(ctx context.Context, d *delivery, verdict Verdict) string
 		log.Warn("alert dead-lettered", zap.String("reason", dlqReasonExhausted))
 		return q.deadLetter(settle, msg, alert, dlqReasonExhausted, detail, verdict.Outcomes, log)
 	}
-	q.ack(msg, log)
+	q.acks.ack(d)
 	q.clearCounts(settle, alert, log)
 	return ResultAcked
 }
@@ -948,7 +959,7 @@ const (
 // each try waiting promptTryTimeout at most, all of them within publishTimeout: the message ids
 // make a repeat harmless.
 func (q *Queue) publishOutcomesPromptly(ctx context.Context, d *delivery, outs []Outcome) error {
-	a, log := d.alert, d.log
+	a, log := d.alert, d.log()
 	wait := promptRetryFirst
 	deadline := time.Now().Add(publishTimeout)
 	try := 1
@@ -957,7 +968,7 @@ func (q *Queue) publishOutcomesPromptly(ctx context.Context, d *delivery, outs [
 		deadline, try = d.published.Add(publishTimeout), 2
 	}
 	for ; ; try++ {
-		err := q.publishOutcomes(ctx, a, outs, min(promptTryTimeout, time.Until(deadline)), log)
+		err := q.publishOutcomes(ctx, a, outs, min(promptTryTimeout, time.Until(deadline)), d.log)
 		if err == nil || try == promptRetries || ctx.Err() != nil || time.Until(deadline) <= wait {
 			return err
 		}
@@ -966,11 +977,6 @@ func (q *Queue) publishOutcomesPromptly(ctx context.Context, d *delivery, outs [
 		wait = min(wait*2, promptRetryMax)
 	}
 }
-
-// ack acknowledges the delivery. The server's confirmation is awaited, and the ack sent again
-// when it does not come, by the acker, off the slot: an ack lost in a leader change would
-// otherwise bring the alert back after its ack wait.
-func (q *Queue) ack(msg jetstream.Msg, log *zap.Logger) { q.acks.ack(msg, log) }
 
 // readCounts reads what a's earlier deliveries came to. Unreadable, every earlier delivery is
 // taken to have failed at the vendor: the old, stricter count.
@@ -1109,7 +1115,7 @@ func (q *Queue) safeHandle(ctx context.Context, h Handler, a *Alert, log *zap.Lo
 // only once JetStream holds its outcomes. The message id is <alert id>:<playbook>, with the
 // journal's scoped id for an alert known only by its stream position, so that an alert stored
 // at the same sequence of a re-created stream is not taken for a duplicate of the old one.
-func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, within time.Duration, log *zap.Logger) error {
+func (q *Queue) publishOutcomes(ctx context.Context, a *Alert, outs []Outcome, within time.Duration, log func() *zap.Logger) error {
 	deadline := time.Now().Add(within)
 	futures, err := q.publishAsync(a, outs)
 	if err != nil {
@@ -1156,7 +1162,7 @@ func (a *Alert) scopedID() string {
 // awaitAcks waits for every PubAck, all of them within the given time. A duplicate is no error
 // (a redelivery republishing what an earlier delivery stored), but it is logged: one that is not
 // a redelivery means two alerts share an id.
-func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within time.Duration, log *zap.Logger) error {
+func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within time.Duration, log func() *zap.Logger) error {
 	// A PubAck that has come is taken without a timer: most have by the time they are awaited,
 	// and one whose time is up must not lose a race it has already won.
 	var timeout *time.Timer
@@ -1187,7 +1193,7 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within tim
 			}
 		}
 		if ack != nil && ack.Duplicate {
-			log.Info("message already stored under its id; this copy was dropped as a duplicate",
+			log().Info("message already stored under its id; this copy was dropped as a duplicate",
 				zap.String("subject", f.Msg().Subject), zap.String("msg_id", f.Msg().Header.Get(nats.MsgIdHdr)),
 				zap.Uint64("stored_seq", ack.Sequence))
 		}
@@ -1245,7 +1251,7 @@ func (q *Queue) deadLetter(ctx context.Context, msg jetstream.Msg, a *Alert, rea
 	}
 	f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(id+":dlq:"+reason))
 	if err == nil {
-		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, publishTimeout, log)
+		err = awaitAcks(ctx, []jetstream.PubAckFuture{f}, publishTimeout, func() *zap.Logger { return log })
 	}
 	if err != nil {
 		if a.Deliveries >= q.cfg.MaxDeliveries {
