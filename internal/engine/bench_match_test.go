@@ -14,11 +14,39 @@ import (
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/engine"
 	"github.com/riposte-soar/riposte/internal/playbook"
+	"github.com/riposte-soar/riposte/internal/queue"
 )
 
 // BenchmarkMatch100Playbooks is one alert against 100 playbooks on its subject, none of whose
 // conditions hold: the cost of a large playbook set for alerts nobody acts on.
 func BenchmarkMatch100Playbooks(b *testing.B) {
+	eng, body := match100(b)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		res := eng.Process(ctx, engine.Alert{ID: "a-1", Subject: "soar.alerts.bench.mail", Deliveries: 1, Body: body})
+		if len(res.Outcomes) != 1 || res.Outcomes[0].Status != engine.StatusUnmatched {
+			b.Fatalf("unexpected result %+v", res)
+		}
+	}
+}
+
+// BenchmarkTriage100Playbooks is the same alert as the queue's Triage answers it, on the pull's
+// goroutine: the conditions, and the unmatched outcome encoded.
+func BenchmarkTriage100Playbooks(b *testing.B) {
+	eng, body := match100(b)
+	triage := eng.Triage(1<<20, zap.NewNop())
+	b.ReportAllocs()
+	for b.Loop() {
+		v, ok := triage(&queue.Alert{ID: "a-1", Subject: "soar.alerts.bench.mail", Deliveries: 1, JournalID: "a-1", Body: body})
+		if !ok || len(v.Outcomes) != 1 || v.Outcomes[0].Playbook != "" {
+			b.Fatalf("unexpected verdict %v %+v", ok, v)
+		}
+	}
+}
+
+// match100 is an engine of 100 playbooks on one subject, none of which holds for body.
+func match100(b *testing.B) (*engine.Engine, map[string]any) {
 	dir := b.TempDir()
 	whens := []string{`alert.type == "malware-%d"`, `alert.severity in ["critical", "high"] && alert.score > %d`,
 		`alert.source == "edr-%d" || "quarantine-%[1]d" in alert.tags`,
@@ -45,14 +73,7 @@ func BenchmarkMatch100Playbooks(b *testing.B) {
 	body := map[string]any{"type": "phishing", "confidenceIndicator": "suspicious", "severity": "low", "score": 12.0,
 		"source": "hec", "eventId": "ev-1", "entityId": "e-1", "sender": "someone@example.com",
 		"recipient": "victim@example.org", "tags": []any{"mail", "inbound"}}
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		res := eng.Process(ctx, engine.Alert{ID: "a-1", Subject: "soar.alerts.bench.mail", Deliveries: 1, Body: body})
-		if len(res.Outcomes) != 1 || res.Outcomes[0].Status != engine.StatusUnmatched {
-			b.Fatalf("unexpected result %+v", res)
-		}
-	}
+	return eng, body
 }
 
 // BenchmarkEncodeOutcome is the handler's encoding of a two-step outcome.

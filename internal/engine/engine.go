@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -230,6 +231,8 @@ type Engine struct {
 	dispatch  *actions.Dispatcher
 	journal   Journal
 	opts      Options
+	// triageEnvs holds the environments of triaged alerts, to be used again.
+	triageEnvs sync.Pool
 }
 
 // New builds an engine. Playbooks run in the order given (LoadDir sorts them by name).
@@ -342,16 +345,22 @@ func (e *Engine) triage(a Alert) (res Result, ok bool) {
 	if a.ResumePlaybook != "" {
 		return Result{}, false
 	}
-	var env *playbook.Env
-	defer func() { env.Done() }()
-	for _, pb := range e.playbooks.Load().Matching(a.Subject) {
+	if pbs := e.playbooks.Load().Matching(a.Subject); len(pbs) > 0 {
+		// Nothing keeps an Env that found no match: the next alert's conditions reuse it, and
+		// the VM it keeps.
+		env, _ := e.triageEnvs.Get().(*playbook.Env)
 		if env == nil {
-			env = e.env(a)
+			env = new(playbook.Env)
 		}
-		// A failed condition is left to Process, which reports it and runs the other playbooks.
-		if match, err := holds(pb, env); match || err != nil {
-			return Result{}, false
+		e.ready(env, a)
+		for _, pb := range pbs {
+			// A failed condition is left to Process, which reports it and runs the other playbooks.
+			if match, err := holds(pb, env); match || err != nil {
+				env.Done()
+				return Result{}, false
+			}
 		}
+		e.triageEnvs.Put(env)
 	}
 	out := e.unmatched(a)
 	e.opts.Observer.PlaybookFinished(out.Playbook, out.Status)
@@ -384,7 +393,16 @@ func (e *Engine) now() time.Time { return e.opts.Now().UTC().Truncate(time.Milli
 
 // env is what the vars and `when`s of a's playbooks read: no step has run yet.
 func (e *Engine) env(a Alert) *playbook.Env {
-	return &playbook.Env{Alert: a.Body, Subject: a.Subject, Headers: a.Headers, AlertID: a.ID, Now: e.now()}
+	env := new(playbook.Env)
+	e.ready(env, a)
+	return env
+}
+
+// ready makes env what a's playbooks read before any step, keeping what it keeps between
+// evaluations.
+func (e *Engine) ready(env *playbook.Env, a Alert) {
+	env.Alert, env.Subject, env.Headers, env.AlertID, env.Now = a.Body, a.Subject, a.Headers, a.ID, e.now()
+	env.Steps, env.Vars = nil, nil
 }
 
 func (e *Engine) outcome(a Alert, name string, started time.Time) Outcome {

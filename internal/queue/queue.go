@@ -1137,11 +1137,12 @@ func (q *Queue) publishAsync(a *Alert, outs []Outcome) ([]jetstream.PubAckFuture
 		if name == "" {
 			name = unmatchedOutcomeName
 		}
-		m := nats.NewMsg(q.cfg.OutcomeSubject(name))
-		m.Data = o.JSON
-		m.Header.Set("Content-Type", "application/json")
-		m.Header.Set(HeaderAlertID, alertID)
-		f, err := q.js.PublishMsgAsync(m, jetstream.WithMsgID(scoped+":"+o.Playbook))
+		// The message id set as WithMsgID would set it, without the options it allocates; the
+		// header values share one array.
+		values := []string{"application/json", alertID, scoped + ":" + o.Playbook}
+		m := &nats.Msg{Subject: q.cfg.OutcomeSubject(name), Data: o.JSON, Header: nats.Header{
+			"Content-Type": values[0:1:1], HeaderAlertID: values[1:2:2], nats.MsgIdHdr: values[2:3:3]}}
+		f, err := q.js.PublishMsgAsync(m)
 		if err != nil {
 			return nil, fmt.Errorf("publish outcome of %q to %s: %w", name, m.Subject, err)
 		}
