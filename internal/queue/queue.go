@@ -396,10 +396,10 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 	// outcomes, awaits their PubAcks and acks without holding one, so the round trips to
 	// JetStream after a run do not keep the next alert from starting. Such a delivery is taken
 	// from the pull only when a slot and a worker are free for it: until then deliveries wait in
-	// the pull's buffer, which PullMaxMessages bounds to 2 × MaxInFlight: an alert waiting there
-	// burns its ack wait while no one works on it, but a buffer of one slot's worth ran dry while
-	// the next pull was on its way. With 64 slots and every alert run in one, the two together
-	// made 10 to 25 % more alerts a second (docs/benchmarks.md, change 10).
+	// the pull's buffer, which PullMaxMessages bounds to pullAhead × MaxInFlight: an alert
+	// waiting there burns its ack wait while no one works on it, but a buffer of one slot's
+	// worth ran dry while the next pull was on its way. With 64 slots and every alert run in one,
+	// the two together made 10 to 25 % more alerts a second (docs/benchmarks.md, change 10).
 	deliveries := make(chan *delivery) // unbuffered: handed to an idle worker
 	slots := make(chan struct{}, q.cfg.MaxInFlight)
 	quit := make(chan struct{})
@@ -724,8 +724,11 @@ func (q *Queue) boundTo(cc jetstream.ConsumerConfig) *Queue {
 	return &b
 }
 
-// pullAhead × MaxInFlight is the most a replica's pull buffers.
-const pullAhead = 2
+// pullAhead × MaxInFlight is the most a replica's pull buffers, and the most triaged alerts
+// awaiting their PubAcks. Twice MaxInFlight kept slots busy; four times keeps the pull's goroutine
+// from waiting, on the pull or on the PubAcks, when it triages alerts faster than they come
+// (docs/benchmarks.md, change 15).
+const pullAhead = 4
 
 // slot is a worker's hold on one of Run's MaxInFlight slots, given up at most once per delivery.
 type slot struct {

@@ -415,11 +415,11 @@ func TestMaxInFlightBoundsConcurrency(t *testing.T) {
 	for range 2 {
 		<-entered
 	}
-	// Two run and two are pulled ahead (the pull holds at most 2 × MaxInFlight); six wait in
+	// Two run and six are pulled ahead (the pull holds at most 4 × MaxInFlight); two wait in
 	// the stream.
-	eventually(t, "four alerts unacked and six pending", func() bool {
+	eventually(t, "eight alerts unacked and two pending", func() bool {
 		info := h.consumerInfo()
-		return info.NumAckPending == 4 && info.NumPending == 6
+		return info.NumAckPending == 8 && info.NumPending == 2
 	})
 	if n := running.Load(); n != 2 {
 		t.Fatalf("%d handlers running, want 2", n)
