@@ -18,7 +18,7 @@ import (
 type stage int
 
 const (
-	stageSlot    stage = iota // queue: delivery received → ack sent (decode, handler, then off the slot outcome PubAck and ack; the ack's confirmation is awaited later)
+	stageSlot    stage = iota // queue: delivery received → ack sent (decode, the wait for a slot, handler, then off the slot outcome PubAck and ack; the ack's confirmation is awaited later)
 	stageHandler              // the handler: engine.Process and encoding the outcomes
 	stageClaim                // Locker.ClaimStep: the step's claim (a key-value create, where no record is)
 	stageRead                 // Journal.Get: has the step already succeeded? (not on a step's path since claims hold records)
@@ -56,11 +56,11 @@ func (s *stageTimes) perAlert(st stage, alerts int) time.Duration {
 }
 
 // summary says, in milliseconds per alert, where an alert's time went. cycle is how long a slot
-// took per alert in all (slots × wall ÷ alerts). A slot is held from the delivery to the
-// handler's decision (queue.Run's slot.release): what of the cycle is not the handler is the
-// decode and the wait for the pull to bring a freed slot its next alert. The outcome's PubAck
-// and the ack come after, off the slot. A cycle of 0 leaves the cycle out (a case not bound by
-// its slots).
+// took per alert in all (slots × wall ÷ alerts). A slot is held from its reservation, once the
+// pull's goroutine has decoded a delivery, to the handler's decision (queue.Run's
+// slot.release): what of the cycle is not the handler is the wait for the pull to bring a freed
+// slot its next alert, decoded. The outcome's PubAck and the ack come after, off the slot. A
+// cycle of 0 leaves the cycle out (a case not bound by its slots).
 func (s *stageTimes) summary(alerts int, cycle time.Duration) string {
 	p := func(st stage) float64 { return ms(s.perAlert(st, alerts)) }
 	delivery, handler := p(stageSlot), p(stageHandler)
@@ -68,7 +68,7 @@ func (s *stageTimes) summary(alerts int, cycle time.Duration) string {
 	if cycle > 0 {
 		out += fmt.Sprintf("slot cycle %.2f = handler %.2f + decode and waiting for a pull %.2f; ", ms(cycle), handler, ms(cycle)-handler)
 	}
-	return out + fmt.Sprintf("delivery %.2f = handler %.2f (claim %.2f, journal read %.2f, HEC %.2f, journal write %.2f, release %.2f, engine %.2f) + decode, and off the slot outcome PubAck and ack, %.2f",
+	return out + fmt.Sprintf("delivery %.2f = handler %.2f (claim %.2f, journal read %.2f, HEC %.2f, journal write %.2f, release %.2f, engine %.2f) + decode, wait for a slot, and off the slot outcome PubAck and ack, %.2f",
 		delivery, handler, p(stageClaim), p(stageRead), p(stageVendor), p(stageWrite), p(stageRelease),
 		handler-p(stageClaim)-p(stageRead)-p(stageVendor)-p(stageWrite)-p(stageRelease), delivery-handler)
 }
