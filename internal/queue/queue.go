@@ -779,7 +779,7 @@ func (d *delivery) log() *zap.Logger {
 	if l := d.logger.Load(); l != nil {
 		return l
 	}
-	d.logger.CompareAndSwap(nil, d.base.With(zap.String("alert_id", d.alert.ID), zap.String("subject", d.alert.Subject),
+	d.logger.CompareAndSwap(nil, d.base.WithLazy(zap.String("alert_id", d.alert.ID), zap.String("subject", d.alert.Subject),
 		zap.Int("delivery", d.alert.Deliveries)))
 	return d.logger.Load()
 }
