@@ -338,12 +338,12 @@ func (e *Engine) Process(ctx context.Context, a Alert) Result {
 	return res
 }
 
-// triage is Process for an alert no playbook's `when` holds, answered without I/O: ok is false
-// for any other alert (one that some playbook runs, a condition that fails, an alert resumed
-// after an approval), which Process must then run. Its result is the one Process would give.
-func (e *Engine) triage(a Alert) (res Result, ok bool) {
+// triage is Process for an alert no playbook's `when` holds, answered without I/O: its one
+// outcome, the one Process would give. ok is false for any other alert (one that some playbook
+// runs, a condition that fails, an alert resumed after an approval), which Process must run.
+func (e *Engine) triage(a Alert) (out Outcome, ok bool) {
 	if a.ResumePlaybook != "" {
-		return Result{}, false
+		return Outcome{}, false
 	}
 	if pbs := e.playbooks.Load().Matching(a.Subject); len(pbs) > 0 {
 		// Nothing keeps an Env that found no match: the next alert's conditions reuse it, and
@@ -357,14 +357,14 @@ func (e *Engine) triage(a Alert) (res Result, ok bool) {
 			// A failed condition is left to Process, which reports it and runs the other playbooks.
 			if match, err := holds(pb, env); match || err != nil {
 				env.Done()
-				return Result{}, false
+				return Outcome{}, false
 			}
 		}
 		e.triageEnvs.Put(env)
 	}
-	out := e.unmatched(a)
+	out = e.unmatched(a)
 	e.opts.Observer.PlaybookFinished(out.Playbook, out.Status)
-	return Result{Outcomes: []Outcome{out}}, true
+	return out, true
 }
 
 // holds evaluates pb's vars, into env.Vars, and then its `when`.

@@ -27,11 +27,11 @@ func (e *Engine) Handler(maxOutcome int, log *zap.Logger) queue.Handler {
 // given on the pull's goroutine without taking a slot. maxOutcome is as for Handler.
 func (e *Engine) Triage(maxOutcome int, log *zap.Logger) queue.Triage {
 	return func(a *queue.Alert) (queue.Verdict, bool) {
-		res, ok := e.triage(alertOf(a))
+		out, ok := e.triage(alertOf(a))
 		if !ok {
 			return queue.Verdict{}, false
 		}
-		return queue.Verdict{Outcomes: encodeOutcomes(res.Outcomes, maxOutcome, a.ID, log)}, true
+		return queue.Verdict{Outcomes: []queue.Outcome{encodeOutcomeFor(out, maxOutcome, a.ID, log)}}, true
 	}
 }
 
@@ -45,19 +45,25 @@ func alertOf(a *queue.Alert) Alert {
 func encodeOutcomes(outs []Outcome, maxOutcome int, alertID string, log *zap.Logger) []queue.Outcome {
 	encoded := make([]queue.Outcome, 0, len(outs))
 	for _, o := range outs {
-		b, err := encodeOutcome(o)
-		if err != nil || len(b) > maxOutcome {
-			// Keep the outcome, drop the step outputs that made it unpublishable.
-			log.Error("outcome cannot be published whole; step outputs left out",
-				zap.String("alert_id", alertID), zap.String("playbook", o.Playbook), zap.Int("bytes", len(b)), zap.Error(err))
-			for i := range o.Steps {
-				if o.Steps[i].Output != nil {
-					o.Steps[i].Output = map[string]any{"truncated": true}
-				}
-			}
-			b, _ = encodeOutcome(o)
-		}
-		encoded = append(encoded, queue.Outcome{Playbook: o.Playbook, JSON: b})
+		encoded = append(encoded, encodeOutcomeFor(o, maxOutcome, alertID, log))
 	}
 	return encoded
+}
+
+// encodeOutcomeFor encodes o for the queue, without the step outputs if they would make it
+// bigger than maxOutcome.
+func encodeOutcomeFor(o Outcome, maxOutcome int, alertID string, log *zap.Logger) queue.Outcome {
+	b, err := encodeOutcome(o)
+	if err != nil || len(b) > maxOutcome {
+		// Keep the outcome, drop the step outputs that made it unpublishable.
+		log.Error("outcome cannot be published whole; step outputs left out",
+			zap.String("alert_id", alertID), zap.String("playbook", o.Playbook), zap.Int("bytes", len(b)), zap.Error(err))
+		for i := range o.Steps {
+			if o.Steps[i].Output != nil {
+				o.Steps[i].Output = map[string]any{"truncated": true}
+			}
+		}
+		b, _ = encodeOutcome(o)
+	}
+	return queue.Outcome{Playbook: o.Playbook, JSON: b}
 }
