@@ -41,6 +41,11 @@ type Metrics struct {
 	approvalsDone  *prometheus.CounterVec
 	approvalTime   prometheus.Histogram
 	batchSteps     *prometheus.HistogramVec
+
+	// What nearly every alert adds to, found once: a child's lookup hashes its labels under a
+	// lock.
+	acked     prometheus.Counter // alertsFinished{result="acked"}
+	unmatched prometheus.Counter // outcomes{playbook="",status="unmatched"}
 }
 
 var (
@@ -157,6 +162,8 @@ func New(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
 		m.alertsFinished.WithLabelValues(r)
 	}
+	m.acked = m.alertsFinished.WithLabelValues(queue.ResultAcked)
+	m.unmatched = m.outcomes.WithLabelValues("", engine.StatusUnmatched)
 	for _, r := range []string{"invalid", "too_large", "exhausted", "unpublishable"} {
 		m.deadLetters.WithLabelValues(r)
 	}
@@ -191,7 +198,11 @@ func (m *Metrics) AlertFinished(result string, took time.Duration) {
 		return
 	}
 	m.alertsInFlight.Dec()
-	m.alertsFinished.WithLabelValues(result).Inc()
+	if result == queue.ResultAcked {
+		m.acked.Inc()
+	} else {
+		m.alertsFinished.WithLabelValues(result).Inc()
+	}
 	m.alertDuration.Observe(took.Seconds())
 }
 
@@ -206,6 +217,10 @@ func (m *Metrics) DeadLettered(reason string) {
 // PlaybookFinished implements engine.Observer.
 func (m *Metrics) PlaybookFinished(playbook, status string) {
 	if m == nil {
+		return
+	}
+	if playbook == "" && status == engine.StatusUnmatched {
+		m.unmatched.Inc()
 		return
 	}
 	m.outcomes.WithLabelValues(playbook, status).Inc()

@@ -1178,10 +1178,9 @@ func awaitAcks(ctx context.Context, futures []jetstream.PubAckFuture, within tim
 	}()
 	for _, f := range futures {
 		var ack *jetstream.PubAck
+		// Ok alone first: each of Ok and Err makes its channel when first called.
 		select {
 		case ack = <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("store %s: %w", f.Msg().Subject, err)
 		default:
 			if timeout == nil {
 				timeout = time.NewTimer(time.Until(deadline))
