@@ -211,10 +211,17 @@ func TestShutdownAcksTheTriagedAlertsItStored(t *testing.T) {
 		return unmatched(a)
 	})
 	h.q.SetTriage(first.triage)
+	obs := &obsRecorder{finished: map[string]int{}, dead: map[string]int{}}
+	h.q.SetObserver(obs)
 	r := h.run(h.q, newRecorder(handle).handle)
 	<-stopping
 	if err := r.stop(t); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	// Every delivery it took ended, acked or handed back, and the observer heard each end.
+	received, finished, _ := obs.snapshot()
+	if ended := finished[queue.ResultAcked] + finished[queue.ResultRetried]; received == 0 || ended != received || len(finished) > 2 {
+		t.Errorf("the first replica received %d deliveries and heard %v end", received, finished)
 	}
 	storedFirst := map[string]bool{}
 	for _, m := range h.messages(h.cfg.OutcomesStream) {
