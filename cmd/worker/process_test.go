@@ -256,7 +256,11 @@ func TestProcessStartsEmbeddedServerWithPersistentStore(t *testing.T) {
 	}
 	p.stop(t)
 
-	// The store outlives the process: a second run on the same data directory still has it.
+	// The store outlives the process: a second run on the same data directory still has it. It
+	// listens on a port of its own: the first one's, once free, may have been taken by another
+	// test's connection meanwhile.
+	listen = freeAddr(t)
+	env[0], url = "RIPOSTE_NATS_LISTEN="+listen, "nats://"+listen
 	p2 := startProcess(t, env, "run")
 	p2.waitLog(t, `"msg":"worker ready"`)
 	nc := connectURL(t, url)
