@@ -197,8 +197,7 @@ func TestRSSResult(t *testing.T) {
 		PeakRSSKB: 50 * 1024, WiredRSSKB: 20 * 1024, WiredAnonKB: 5 * 1024, WiredFileKB: 15 * 1024, EndRSSKB: 45 * 1024, EndAnonKB: 27 * 1024, EndFileKB: 18 * 1024,
 		Heap: heapFigures{PeakInuse: 12 << 20, PeakSys: 20 << 20, Inuse: 10 << 20, Sys: 20 << 20, NumGC: 9},
 		GOGC: 100, MemLimit: math.MaxInt64, GOMAXPROCS: 2}
-	u := usage{wall: time.Second, cpu: 500 * time.Millisecond, rssKB: rep.PeakRSSKB}
-	r := rssResult(1280, 64, 50*time.Millisecond, u, rep, 200*time.Millisecond)
+	r := rssResult(1280, 64, 50*time.Millisecond, rep, 200*time.Millisecond, 0, 0.3)
 	if r.Fig == nil || r.Fig.met() || r.Fig.targetText() != "≤ 48 MiB" || r.Fig.valueText() != "50.00 MiB" {
 		t.Fatalf("figure %+v: want 50.00 MiB, not meeting ≤ 48 MiB", r.Fig)
 	}
@@ -212,7 +211,7 @@ func TestRSSResult(t *testing.T) {
 		}
 	}
 	rep.PeakRSSKB, rep.GOGC, rep.MemLimit = 40*1024, -1, 40<<20
-	r = rssResult(1280, 64, 50*time.Millisecond, u, rep, 0)
+	r = rssResult(1280, 64, 50*time.Millisecond, rep, 0, 0, 0.3)
 	if notes := strings.Join(r.Notes, "; "); !r.Fig.met() || !strings.Contains(notes, "GOGC off, GOMEMLIMIT 40 MiB") {
 		t.Errorf("40 MiB under GOGC=off GOMEMLIMIT=40MiB: met %v, %s", r.Fig.met(), notes)
 	}

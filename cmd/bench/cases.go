@@ -206,17 +206,27 @@ func (st *stack) vendorCase(ctx context.Context, name, prefix string, n, replica
 	if err != nil {
 		return usage{}, hecStats{}, err
 	}
-	if err := st.verify(ctx, expectation{ids: idsOf(prefix, n), status: "succeeded"}, true); err != nil {
-		return usage{}, hecStats{}, err
-	}
-	hs, err := st.hec.stats()
+	hs, err := st.verifyQuarantined(ctx, prefix, n)
 	if err != nil {
 		return usage{}, hecStats{}, err
 	}
-	if hs.EntityActions < int64(n) {
-		return usage{}, hecStats{}, fmt.Errorf("%d alerts succeeded but HEC saw %d quarantines", n, hs.EntityActions)
-	}
 	return u, hs, nil
+}
+
+// verifyQuarantined checks a vendor case's n alerts: each succeeded, with one outcome, and HEC
+// quarantined at least as many entities. It gives what HEC counted.
+func (st *stack) verifyQuarantined(ctx context.Context, prefix string, n int) (hecStats, error) {
+	if err := st.verify(ctx, expectation{ids: idsOf(prefix, n), status: "succeeded"}, true); err != nil {
+		return hecStats{}, err
+	}
+	hs, err := st.hec.stats()
+	if err != nil {
+		return hecStats{}, err
+	}
+	if hs.EntityActions < int64(n) {
+		return hecStats{}, fmt.Errorf("%d alerts succeeded but HEC saw %d quarantines", n, hs.EntityActions)
+	}
+	return hs, nil
 }
 
 // idealRate is what slots alerts in flight make of a vendor answering in d: slots ÷ d.

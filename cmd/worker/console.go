@@ -322,33 +322,30 @@ type console struct {
 type signInGate struct {
 	mu    sync.Mutex
 	now   func() time.Time
-	addrs map[string]*signInAddr
-}
-
-type signInAddr struct {
-	lim  *rate.Limiter
-	seen time.Time
+	addrs map[string]*rate.Limiter
+	// full: until then addrs is full of addresses still held back, and a sweep would free none.
+	full time.Time
 }
 
 const (
 	signInBurst = 5
 	signInEvery = 30 * time.Second
-	signInAddrs = 10_000 // addresses remembered; past it, those quiet for long are forgotten
+	signInAddrs = 10_000 // addresses remembered; past it, refilled ones are forgotten (see failed)
 )
 
 func newSignInGate(now func() time.Time) *signInGate {
-	return &signInGate{now: now, addrs: map[string]*signInAddr{}}
+	return &signInGate{now: now, addrs: map[string]*rate.Limiter{}}
 }
 
 // wait is how long addr must wait before it may try again; 0 when it may now.
 func (g *signInGate) wait(addr string) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	a := g.addrs[addr]
-	if a == nil {
+	lim := g.addrs[addr]
+	if lim == nil {
 		return 0
 	}
-	left := a.lim.TokensAt(g.now())
+	left := lim.TokensAt(g.now())
 	if left >= 1 {
 		return 0
 	}
@@ -360,20 +357,43 @@ func (g *signInGate) failed(addr string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
-	a := g.addrs[addr]
-	if a == nil {
-		if len(g.addrs) >= signInAddrs {
-			for k, o := range g.addrs {
-				if now.Sub(o.seen) > signInBurst*signInEvery { // refilled: nothing to remember
-					delete(g.addrs, k)
-				}
-			}
+	lim := g.addrs[addr]
+	if lim == nil {
+		if len(g.addrs) >= signInAddrs && !g.sweep(now) {
+			// Every address held is still held back. Forgetting one to make room would give
+			// whoever filled the map a fresh allowance on an address it is guessing from; so
+			// the held-back ones stay held back, as promised, and this one goes uncounted
+			// until one refills.
+			return
 		}
-		a = &signInAddr{lim: rate.NewLimiter(rate.Every(signInEvery), signInBurst)}
-		g.addrs[addr] = a
+		lim = rate.NewLimiter(rate.Every(signInEvery), signInBurst)
+		g.addrs[addr] = lim
 	}
-	a.seen = now
-	a.lim.AllowN(now, 1)
+	lim.AllowN(now, 1)
+}
+
+// sweep forgets the addresses whose allowance has refilled, and says whether it freed any.
+func (g *signInGate) sweep(now time.Time) bool {
+	if now.Before(g.full) {
+		return false
+	}
+	soonest, freed := signInBurst*signInEvery, false
+	for k, lim := range g.addrs {
+		left := lim.TokensAt(now)
+		if left >= signInBurst { // refilled: as if never seen
+			delete(g.addrs, k)
+			freed = true
+			continue
+		}
+		if d := time.Duration((signInBurst - left) * float64(signInEvery)); d < soonest {
+			soonest = d
+		}
+	}
+	if !freed {
+		// No address is added before a sweep frees room, so none can refill sooner.
+		g.full = now.Add(soonest)
+	}
+	return freed
 }
 
 // remoteHost is r's client address without its port.
@@ -424,11 +444,9 @@ func (c *console) operators() []consoleUser { return *c.users.Load() }
 
 // reloadTokens reads the tokens file again, so that an operator added or removed takes effect
 // without a restart: a removed operator's token signs no one in, and their open sessions,
-// signed with it, end. A file that no longer reads keeps the operators read last.
+// signed with it, end. A file that no longer reads keeps the operators read last. Only for a
+// console with a tokens file: the caller checks, since it also says so in the log.
 func (c *console) reloadTokens() error {
-	if c.tokensFile == "" {
-		return nil
-	}
 	users, warning, err := readConsoleTokens(c.tokensFile)
 	if err != nil {
 		return err

@@ -713,6 +713,40 @@ func TestSignInGateForgetsRefilledAddresses(t *testing.T) {
 	}
 }
 
+// A map full of addresses still held back stays at its bound: none of them is forgotten to make
+// room, a new address goes uncounted, and once one refills there is room again.
+func TestSignInGateFullOfHeldBackAddresses(t *testing.T) {
+	t.Parallel()
+	clock := testkit.NewClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC))
+	g := newSignInGate(clock.Now)
+	held := func(i int) string { return fmt.Sprintf("198.51.%d.%d", i/256, i%256) }
+	for i := range signInAddrs {
+		for range signInBurst {
+			g.failed(held(i))
+		}
+	}
+	for i := range 3 * signInBurst {
+		g.failed(fmt.Sprintf("192.0.2.%d", i%3))
+		clock.Advance(time.Second)
+	}
+	if n := len(g.addrs); n != signInAddrs {
+		t.Fatalf("%d addresses remembered, want the bound, %d", n, signInAddrs)
+	}
+	for i := range signInAddrs {
+		if g.wait(held(i)) == 0 {
+			t.Fatalf("held-back address %s was forgotten", held(i))
+		}
+	}
+	if w := g.wait("192.0.2.0"); w != 0 {
+		t.Errorf("an address that did not fit waits %s", w)
+	}
+	clock.Advance(signInBurst * signInEvery)
+	g.failed("192.0.2.0") // every held-back address has refilled: they go
+	if n := len(g.addrs); n != 1 {
+		t.Errorf("%d addresses remembered after they refilled, want the new one", n)
+	}
+}
+
 // Through the console: after signInBurst wrong tokens, the right one is refused too, with 429
 // and a Retry-After, and the refusal is logged.
 func TestConsoleSlowsDownTokenGuessing(t *testing.T) {

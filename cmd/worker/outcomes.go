@@ -169,17 +169,19 @@ func (q *outcomeQuery) newest(ctx context.Context, js jetstream.JetStream, strea
 // from (0: those stored after the follow begins), each handed to show, which prints it if it
 // wants it and says whether it did.
 type feed struct {
-	stream, what string // what: the stream's name for people ("outcomes stream")
-	subjects     []string
-	from         uint64
-	show         func(*jetstream.RawStreamMsg) bool
+	stream   string
+	subjects []string
+	from     uint64
+	show     func(*jetstream.RawStreamMsg) bool
 }
 
 // followStreams prints what the feeds select as it is stored, in the order it arrives, until ctx
 // ends or count messages (0: no limit) have been printed; following calls back once every feed
 // is in place. `worker outcomes --follow` and
 // `worker watch` both follow through it: each feed is an ordered consumer, so nothing stored
-// while the tool runs is missed, across reconnects too.
+// while the tool runs is missed, across reconnects too. Each caller opens its streams first
+// (openStream names a missing one and its flag), so that `outcomes --follow`, which reads its
+// stream's info for the newest, reads it once.
 func followStreams(ctx context.Context, js jetstream.JetStream, feeds []feed, count int, following func()) error {
 	type got struct {
 		f   *feed
@@ -195,9 +197,6 @@ func followStreams(ctx context.Context, js jetstream.JetStream, feeds []feed, co
 		if f.from > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, f.from
 		}
-		if _, _, err := openStream(ctx, js, f.stream, f.what); err != nil {
-			return err
-		}
 		c, err := js.OrderedConsumer(ctx, f.stream, cfg)
 		if err != nil {
 			return fmt.Errorf("follow stream %q: %w", f.stream, err)
@@ -206,10 +205,7 @@ func followStreams(ctx context.Context, js jetstream.JetStream, feeds []feed, co
 		if err != nil {
 			return fmt.Errorf("follow stream %q: %w", f.stream, err)
 		}
-		go func() {
-			<-stopped
-			it.Stop()
-		}()
+		defer it.Stop() // Next waits without ctx: only Stop ends the goroutine below
 		go func() {
 			for {
 				m, err := it.Next()
@@ -253,7 +249,7 @@ func followStreams(ctx context.Context, js jetstream.JetStream, feeds []feed, co
 
 // feed is the outcomes the query selects, stored from sequence from, printed by r.
 func (q *outcomeQuery) feed(stream string, from uint64, r *renderer) feed {
-	return feed{stream: stream, what: "outcomes stream", subjects: q.subjects, from: from, show: func(m *jetstream.RawStreamMsg) bool {
+	return feed{stream: stream, subjects: q.subjects, from: from, show: func(m *jetstream.RawStreamMsg) bool {
 		o, ok := q.match(m)
 		if ok {
 			r.outcome(m, o)

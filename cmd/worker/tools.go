@@ -130,9 +130,15 @@ func cmdWatch(ctx context.Context, args []string, env environ, _ io.Reader, stdo
 		}
 		return true
 	}
+	// followStreams does not open them: a missing one is named here, with its flag.
+	for _, st := range []struct{ name, what string }{{tf.cfg.OutcomesStream, "outcomes stream"}, {tf.cfg.DLQStream, "dlq stream"}} {
+		if _, _, err := openStream(ctx, js, st.name, st.what); err != nil {
+			return err
+		}
+	}
 	feeds := []feed{
-		{stream: tf.cfg.OutcomesStream, what: "outcomes stream", subjects: []string{tf.cfg.OutcomesPrefix + ".>"}, show: show},
-		{stream: tf.cfg.DLQStream, what: "dlq stream", subjects: []string{dlq + ".>"}, show: show},
+		{stream: tf.cfg.OutcomesStream, subjects: []string{tf.cfg.OutcomesPrefix + ".>"}, show: show},
+		{stream: tf.cfg.DLQStream, subjects: []string{dlq + ".>"}, show: show},
 	}
 	return followStreams(ctx, js, feeds, count, func() {
 		fmt.Fprintf(stderr, "watching %s.> and %s.> on %s\n", tf.cfg.OutcomesPrefix, dlq, tf.url)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,6 +65,26 @@ type rig struct {
 	// held counts the requests it is holding.
 	gate atomic.Pointer[chan struct{}]
 	held atomic.Int32
+	// calls is what the batcher reported to its observer.
+	calls batchCalls
+}
+
+// batchCalls keeps the steps of each call a Batcher reported.
+type batchCalls struct {
+	mu    sync.Mutex
+	steps []int
+}
+
+func (c *batchCalls) BatchCalled(_ string, steps, _ int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.steps = append(c.steps, steps)
+}
+
+func (c *batchCalls) heard() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.steps)
 }
 
 var fastRetry = actions.RetryPolicy{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, AttemptTimeout: 10 * time.Second}
@@ -107,7 +128,7 @@ func newRig(t *testing.T) *rig {
 		}
 	}
 	d := actions.NewDispatcher(zap.NewNop(), actions.WithJitterSource(func() float64 { return 0 }))
-	r.batcher = actions.NewBatcher(d, zap.NewNop(), actions.WithTimers(r.clock.AfterFunc))
+	r.batcher = actions.NewBatcher(d, zap.NewNop(), actions.WithTimers(r.clock.AfterFunc), actions.WithBatchObserver(&r.calls))
 	return r
 }
 
@@ -495,6 +516,10 @@ func TestBatchBlocklistSplitsARefusedCall(t *testing.T) {
 	}
 	if calls > 1+2*4 { // the whole, then two halves at each of 4 levels
 		t.Errorf("%d addToBlocklist calls for 16 hashes with one refused; want at most 9", calls)
+	}
+	// The metrics count the halves too: batch_steps' _count is the calls made.
+	if heard := r.calls.heard(); len(heard) != calls || !slices.Contains(heard, 16) || !slices.Contains(heard, 1) {
+		t.Errorf("observer heard calls of %v steps; want the %d made, the whole 16 and the refused one alone", heard, calls)
 	}
 	if items := r.gz.BlocklistItems(); len(items) != 15 {
 		t.Errorf("%d hashes listed, want the 15 not refused", len(items))

@@ -356,7 +356,7 @@ func (e *Engine) triage(a Alert) (out Outcome, ok bool) {
 		for _, pb := range pbs {
 			// A failed condition is left to Process, which reports it and runs the other playbooks.
 			if match, err := holds(pb, env); match || err != nil {
-				env.Done()
+				e.triageEnvs.Put(env) // Process makes its own
 				return Outcome{}, false
 			}
 		}

@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -33,6 +34,49 @@ func TestEncodeOutcomeIsMarshal(t *testing.T) {
 	}
 	if _, err := encodeOutcome(Outcome{FinishedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("z", 24*3600))}); err == nil {
 		t.Error("encodeOutcome of a 24-hour zone offset: no error")
+	}
+}
+
+// Every field of an outcome, its steps' and their approvals' included, is encoded: one set on
+// them all, by reflection, so that a field added later and left out of encodeOutcome fails here.
+func TestEncodeOutcomeEncodesEveryField(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		switch {
+		case v.Type() == reflect.TypeOf(at):
+			v.Set(reflect.ValueOf(at))
+		case v.Kind() == reflect.Struct:
+			for i := range v.NumField() {
+				fill(v.Field(i))
+			}
+		case v.Kind() == reflect.Pointer:
+			v.Set(reflect.New(v.Type().Elem()))
+			fill(v.Elem())
+		case v.Kind() == reflect.Slice:
+			v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+			fill(v.Index(0))
+		case v.Kind() == reflect.Map:
+			v.Set(reflect.ValueOf(map[string]any{"k": "v"}))
+		case v.Kind() == reflect.String:
+			v.SetString("x")
+		case v.Kind() == reflect.Interface:
+			v.Set(reflect.ValueOf("x"))
+		case v.Kind() == reflect.Bool:
+			v.SetBool(true)
+		case v.CanInt():
+			v.SetInt(7)
+		default:
+			t.Fatalf("no value to fill a %s with", v.Type())
+		}
+	}
+	var o Outcome
+	fill(reflect.ValueOf(&o).Elem())
+	want, werr := json.Marshal(o)
+	got, gerr := encodeOutcome(o)
+	if werr != nil || gerr != nil || !bytes.Equal(got, want) {
+		t.Errorf("encodeOutcome = %s, %v\njson.Marshal  = %s, %v", got, gerr, want, werr)
 	}
 }
 

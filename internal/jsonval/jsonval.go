@@ -449,15 +449,8 @@ func (d *decoder) number() (any, error) {
 			}
 			return n, nil
 		}
-		if n, err := strconv.ParseInt(string(text), 10, 64); err == nil {
-			return n, nil
-		}
-		return json.Number(text), nil // a whole number too large for int64: keep every digit
 	}
-	if f, err := strconv.ParseFloat(string(text), 64); err == nil && !math.IsInf(f, 0) {
-		return f, nil
-	}
-	return json.Number(text), nil
+	return number(text), nil
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
@@ -482,16 +475,17 @@ func Normalize(v any) any {
 	return v
 }
 
-func number(n json.Number) any {
-	s := string(n)
-	if !strings.ContainsAny(s, ".eE") {
-		if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+// number converts a number's text, valid by JSON's grammar, by Decode's rules. It takes the
+// decoder's bytes as they are, so that a number is copied into a string only when kept as text.
+func number[T json.Number | []byte](text T) any {
+	if !strings.ContainsAny(string(text), ".eE") {
+		if i, err := strconv.ParseInt(string(text), 10, 64); err == nil {
 			return i
 		}
-		return n // a whole number too large for int64: keep every digit
+		return json.Number(text) // a whole number too large for int64: keep every digit
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsInf(f, 0) {
+	if f, err := strconv.ParseFloat(string(text), 64); err == nil && !math.IsInf(f, 0) {
 		return f
 	}
-	return n
+	return json.Number(text)
 }

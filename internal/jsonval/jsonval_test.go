@@ -170,6 +170,8 @@ func TestDecodeErrors(t *testing.T) {
 		{`"abc`, "unexpected end of JSON input at offset 4", io.ErrUnexpectedEOF, nil, false},
 		{`-`, "unexpected end of JSON input at offset 1", io.ErrUnexpectedEOF, nil, false},
 		{`tr`, "unexpected end of JSON input at offset 2", io.ErrUnexpectedEOF, nil, false},
+		{`{"a`, "unexpected end of JSON input at offset 3", io.ErrUnexpectedEOF, nil, false},
+		{`"\u12`, "unexpected end of JSON input at offset 5", io.ErrUnexpectedEOF, nil, false},
 		// The rest say what is wrong and where, in encoding/json's words.
 		{`{"a": x}`, "invalid character 'x' looking for beginning of value at offset 6", nil, io.ErrUnexpectedEOF, false},
 		{`hello`, "invalid character 'h' looking for beginning of value at offset 0", nil, nil, false},

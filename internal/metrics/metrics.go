@@ -160,9 +160,11 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	// Known results start at zero, so rate() and alerts on them work before the first event.
 	for _, r := range []string{queue.ResultAcked, queue.ResultRetried, queue.ResultDeadLettered} {
-		m.alertsFinished.WithLabelValues(r)
+		c := m.alertsFinished.WithLabelValues(r)
+		if r == queue.ResultAcked {
+			m.acked = c
+		}
 	}
-	m.acked = m.alertsFinished.WithLabelValues(queue.ResultAcked)
 	m.unmatched = m.outcomes.WithLabelValues("", engine.StatusUnmatched)
 	for _, r := range []string{"invalid", "too_large", "exhausted", "unpublishable"} {
 		m.deadLetters.WithLabelValues(r)
@@ -269,7 +271,6 @@ func (m *Metrics) Known(playbooks map[string][]Step) {
 	if m == nil {
 		return
 	}
-	m.outcomes.WithLabelValues("", "unmatched")
 	for pb, steps := range playbooks {
 		for _, st := range []string{"succeeded", "failed", "shadowed"} {
 			m.outcomes.WithLabelValues(pb, st)

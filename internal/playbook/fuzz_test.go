@@ -274,6 +274,10 @@ func FuzzFastExpr(f *testing.F) {
 		`alert.type == "phishing" && alert.n > 1`, `"phishing" == alert.type and alert.a.e.f`, `alert.type == "x" && alert.a.e.f`,
 		`alert.severity in ["high", ""] && alert.score > 5`, `alert.missing in ["", "b"] && true`, `alert.n in ["a"] && true`,
 		`alert.type == "phishing" && alert.s == "abc" && alert.n == 2`, `alert["type"] == "x" || true`, `alert.a == "x" && true`,
+		// expr folds `x && true` to x and `x || true` to true, so the seeds above never reach the
+		// fallbacks for a side that is not a bool, or a member of what is not an object: these do.
+		`alert.type && alert.ok`, `alert.a.e || alert.ok`, `alert.s.x > 1`, `1 < alert.s.x`, `alert.a.e.f matches "x"`,
+		`alert.s.x == "a"`,
 	} {
 		f.Add(src, []byte(alert))
 	}

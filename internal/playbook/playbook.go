@@ -178,14 +178,15 @@ func (p *Playbook) When(env *Env) (bool, error) {
 	if p.when == nil {
 		return true, nil
 	}
-	// Before anything is readied; but after the vars, whose errors the guard must not hide.
-	if g := p.when.guard; g != nil && env != nil && (env.Vars != nil || !p.HasVars() || p.Vars != nil) && !g.mayHold(env.Alert) {
-		return false, nil
-	}
-	r, err := p.prepare(env, nil)
+	vars, err := p.varsFor(env)
 	if err != nil {
 		return false, err
 	}
+	// After the vars, whose errors the guard must not hide, but before anything is readied.
+	if g := p.when.guard; g != nil && env != nil && !g.mayHold(env.Alert) {
+		return false, nil
+	}
+	r := env.renderer(vars, nil)
 	defer r.release()
 	// A `when` comes before any step and its result is a bool, so it may read vars and steps
 	// that are shared and empty where env has none: the engine evaluates every playbook's

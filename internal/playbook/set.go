@@ -50,7 +50,9 @@ func (s *Set) Matching(subject string) []*Playbook {
 	if m, ok := s.seen.Load(subject); ok {
 		return m.([]*Playbook)
 	}
-	m := s.match(nil, subject)
+	// Clipped, so that a caller appending to the shared slice copies it rather than writing
+	// into its spare capacity.
+	m := slices.Clip(s.match(subject))
 	if s.nseen.Load() < seenMax {
 		if _, had := s.seen.LoadOrStore(subject, m); !had {
 			s.nseen.Add(1)
@@ -59,19 +61,19 @@ func (s *Set) Matching(subject string) []*Playbook {
 	return m
 }
 
-// match appends to buf the playbooks whose filters match subject, in the set's order, each
-// once.
-func (s *Set) match(buf []*Playbook, subject string) []*Playbook {
+// match is the playbooks whose filters match subject, in the set's order, each once.
+func (s *Set) match(subject string) []*Playbook {
+	var out []*Playbook
 	if !server.IsValidLiteralSubject(subject) {
 		// The index finds nothing for a subject with an empty token ("a..b"), which the
 		// server's own matching may still match ("a..b" and ">"): such a subject (no stream
 		// captures it, but `worker test` may be given one) is matched filter by filter.
 		for _, pb := range s.books {
 			if pb.MatchesSubject(subject) {
-				buf = append(buf, pb)
+				out = append(out, pb)
 			}
 		}
-		return buf
+		return out
 	}
 	var at [64]int // on the stack for up to 64 matches
 	found := at[:0]
@@ -82,8 +84,8 @@ func (s *Set) match(buf []*Playbook, subject string) []*Playbook {
 			continue // a playbook with two filters that both match
 		}
 		if !s.loose[i] || s.books[i].MatchesSubject(subject) {
-			buf = append(buf, s.books[i])
+			out = append(out, s.books[i])
 		}
 	}
-	return buf
+	return out
 }

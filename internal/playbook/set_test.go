@@ -27,3 +27,20 @@ func TestSetRemembersABoundedNumberOfSubjects(t *testing.T) {
 		t.Errorf("%d subjects remembered, want the bound %d", n, seenMax)
 	}
 }
+
+// The slice Matching gives is shared by every alert on the subject: appending to it must copy
+// it, not write into room the next caller would see.
+func TestSetMatchingHasNoSpareCapacity(t *testing.T) {
+	t.Parallel()
+	a := &Playbook{Name: "a", On: []string{"soar.alerts.>"}}
+	b := &Playbook{Name: "b", On: []string{"soar.alerts.*.phishing"}}
+	c := &Playbook{Name: "c", On: []string{"soar.alerts.edr.*"}}
+	set := NewSet([]*Playbook{a, b, c})
+	for _, subject := range []string{"soar.alerts.edr.phishing", "soar.alerts..phishing"} {
+		for range 2 { // looked up, then remembered
+			if got := set.Matching(subject); len(got) == 0 || cap(got) != len(got) {
+				t.Errorf("Matching(%q): %d playbooks, capacity %d", subject, len(got), cap(got))
+			}
+		}
+	}
+}

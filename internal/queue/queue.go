@@ -415,10 +415,10 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 				select {
 				case d := <-deliveries:
 					held.held = d.slotted // deliver reserved it for this delivery
-					if ctx.Err() != nil {
-						// Taken as shutdown began: another replica can start on it now.
-						_ = d.msg.NakWithDelay(shutdownNakDelay)
-						q.obs.AlertFinished(ResultRetried, time.Since(d.received))
+					if ctx.Err() != nil && d.verdict == nil {
+						// Taken as shutdown began: another replica can start on it now. A
+						// triaged one is decided: its outcomes are stored, as a run's are.
+						q.handBack(d)
 					} else {
 						beat.set(i, d.msg)
 						q.handle(work, d, h, held)
@@ -457,22 +457,27 @@ func (q *Queue) Run(ctx context.Context, h Handler) error {
 		if d == nil || q.triaged(d, stored) {
 			return
 		}
-		// deliver returns, and the jetstream package counts the delivery as taken (and pulls
-		// more when fewer than MaxInFlight are left), once a slot is free for it.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			_ = msg.NakWithDelay(shutdownNakDelay)
-			q.obs.AlertFinished(ResultRetried, time.Since(d.received))
+		if d.verdict == nil {
+			// deliver returns, and the jetstream package counts the delivery as taken (and
+			// pulls more when fewer than MaxInFlight are left), once a slot is free for it. A
+			// triaged one whose publish failed needs none: only its outcomes are left to store.
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				q.handBack(d)
+				return
+			}
+			d.slotted = true
+			select {
+			case deliveries <- d: // a worker is free: the reserved slot is its
+			case <-ctx.Done():
+				q.handBack(d) // not held up by the workers' runs until the grace period
+			}
 			return
 		}
-		d.slotted = true
-		select {
-		case deliveries <- d: // a worker is free: the reserved slot is its
-		case <-quit: // shutdown gave up waiting for the pull to drain
-			_ = msg.NakWithDelay(shutdownNakDelay)
-			q.obs.AlertFinished(ResultRetried, time.Since(d.received))
-		}
+		// Workers stop only once the pull is over and this lock has been taken after it, and
+		// one is free within publishTimeout: no worker runs a handler without a slot.
+		deliveries <- d
 	}
 	q.pull(ctx, cons, deliver)
 	// A delivery still under way (the drain gave up waiting for it) ends before stored closes.
@@ -837,6 +842,12 @@ func (q *Queue) ackStored(stored <-chan *delivery, workers chan<- *delivery) {
 	}
 }
 
+// handBack naks d for another replica to take at once: shutdown began before it started.
+func (q *Queue) handBack(d *delivery) {
+	_ = d.msg.NakWithDelay(shutdownNakDelay)
+	q.obs.AlertFinished(ResultRetried, time.Since(d.received))
+}
+
 func (q *Queue) handle(ctx context.Context, d *delivery, h Handler, s *slot) {
 	q.obs.AlertFinished(q.process(ctx, d, h, s), time.Since(d.received))
 }
@@ -854,8 +865,7 @@ func (q *Queue) process(ctx context.Context, d *delivery, h Handler, s *slot) st
 		return q.deadLetter(settle, msg, alert, d.reason, d.detail, nil, log)
 	}
 	if d.verdict != nil {
-		// Triaged: its outcomes were published but not confirmed; stored again below.
-		s.release()
+		// Triaged, without a slot: its outcomes were not stored; they are published again.
 		return q.settle(ctx, d, *d.verdict)
 	}
 

@@ -256,3 +256,69 @@ func TestShutdownAcksTheTriagedAlertsItStored(t *testing.T) {
 		}
 	}
 }
+
+// A triaged outcome the connection refuses outright (bigger than the server takes) is not lost:
+// a worker tries it again, and when it cannot be stored the alert is handed back, and its
+// redelivery goes to the handler.
+func TestTriagedOutcomeRefusedGoesToTheHandler(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	huge := make([]byte, h.nc.MaxPayload()+1)
+	tr := newTriager(func(a *queue.Alert) (queue.Verdict, bool) {
+		return queue.Verdict{Outcomes: []queue.Outcome{{JSON: huge}}}, true
+	})
+	h.q.SetTriage(tr.triage)
+	rec := newRecorder(func(context.Context, *queue.Alert, int) queue.Verdict {
+		return queue.Verdict{Outcomes: []queue.Outcome{{Playbook: "pb", JSON: []byte(`{}`)}}}
+	})
+	h.publish("soar.alerts.x.y", []byte(`{"id":"quick-huge"}`), nil)
+	h.run(h.q, rec.handle)
+
+	h.waitMessages(h.cfg.OutcomesStream, "soar.outcomes.pb", 1)
+	h.waitSettled()
+	if n := tr.callsOf("quick-huge"); n != 1 {
+		t.Errorf("triaged %d times, want once: a redelivery is not triaged", n)
+	}
+	calls := rec.calls()
+	if len(calls) != 1 || calls[0].Deliveries != 2 {
+		t.Errorf("handler got %d alerts (%+v), want the redelivery only", len(calls), calls)
+	}
+	if n := len(h.messages(h.cfg.OutcomesStream)); n != 1 {
+		t.Errorf("%d outcomes stored, want the handler's one", n)
+	}
+}
+
+// A triaged alert whose PubAck had not come when shutdown began is still decided: the worker it
+// goes to stores its outcome and acks it before Run returns, rather than handing it back.
+func TestShutdownStoresATriagedOutcomeItHadPublished(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	lost := h.outcomesTakenNotStored()
+	tr := newTriager(unmatched)
+	h.q.SetTriage(tr.triage)
+	rec := newRecorder(nil)
+	h.publish("soar.alerts.x.y", []byte(`{"id":"quick-at-shutdown"}`), nil)
+	r := h.run(h.q, rec.handle)
+	select {
+	case <-lost:
+	case <-time.After(waitFor):
+		t.Fatal("the outcome was never published")
+	}
+	r.cancel()                                                  // shutdown begins while the PubAck is missing
+	if _, err := h.q.Ensure(context.Background()); err != nil { // and the stream comes back
+		t.Fatal(err)
+	}
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	info := h.consumerInfo()
+	if info.NumPending != 0 || info.NumAckPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("after Run: %d pending, %d unacked, %d redelivered; want the alert acked", info.NumPending, info.NumAckPending, info.NumRedelivered)
+	}
+	if n := len(h.messages(h.cfg.OutcomesStream)); n != 1 {
+		t.Errorf("%d outcomes stored, want 1", n)
+	}
+	if n := len(rec.calls()); n != 0 {
+		t.Errorf("handler called %d times", n)
+	}
+}

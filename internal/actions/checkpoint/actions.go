@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/riposte-soar/riposte/internal/actions"
 	"github.com/riposte-soar/riposte/internal/actions/vendorhttp"
@@ -226,7 +225,7 @@ func shareTasks(out actions.Output, err error, targets []string) (actions.Output
 		}
 	}
 	mine := tasksFor(ids, all)
-	if err := entityError(action, fmt.Sprintf("%s entities %s on HEC", action, vendorhttp.ListForError(ids)), mine); err != nil {
+	if err := entityError(action, action+" entities "+vendorhttp.ListForError(ids)+" on HEC", mine); err != nil {
 		return outputOf(mine), err
 	}
 	return outputOf(mine), nil

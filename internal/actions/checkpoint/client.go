@@ -140,7 +140,7 @@ func NewClient(cfg Config, log *zap.Logger) (*Client, error) {
 // EntityAction runs one action (quarantine, restore, …) on entities: POST /action/entity.
 // Repeated ids are sent once, as the service wants them unique.
 func (c *Client) EntityAction(ctx context.Context, entityIDs []string, actionName, actionParam string) ([]Task, error) {
-	op := fmt.Sprintf("%s entities %s on HEC", actionName, vendorhttp.ListForError(entityIDs))
+	op := actionName + " entities " + vendorhttp.ListForError(entityIDs) + " on HEC"
 	if err := vendorhttp.IDs(entityIDs); err != nil {
 		return nil, actions.Invalid(fmt.Errorf("%s: invalid entityIds: %w", op, err))
 	}

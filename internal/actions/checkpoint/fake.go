@@ -487,10 +487,7 @@ func (f *Fake) entityAction(r *http.Request, reqID string, body []byte, now time
 		}
 		t := FakeTask{ID: f.nextTaskID, EntityID: id, Action: name, Param: param, Time: now}
 		f.nextTaskID++
-		f.tasks = append(f.tasks, t)
-		if f.keepTasks > 0 && len(f.tasks) >= 2*f.keepTasks {
-			f.tasks = slices.Clone(f.tasks[len(f.tasks)-f.keepTasks:])
-		}
+		f.tasks, _ = vendorhttp.AppendBounded(f.tasks, t, f.keepTasks)
 		f.AddEffect(name, id)
 		f.apply(t)
 		var taskID any = strconv.FormatInt(t.ID, 10)

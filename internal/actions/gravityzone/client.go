@@ -144,7 +144,7 @@ func checkAPIKey(key string) error {
 // AddToBlocklist adds hashes, all of hashType, to the blocklist in one call. companyID may be
 // empty (the key's own company).
 func (c *Client) AddToBlocklist(ctx context.Context, hashType int64, hashes []string, companyID, sourceInfo string) error {
-	op := fmt.Sprintf("add %s hashes %s to the GravityZone blocklist", hashName(hashType), vendorhttp.ListForError(hashes))
+	op := "add " + hashName(hashType) + " hashes " + vendorhttp.ListForError(hashes) + " to the GravityZone blocklist"
 	if err := checkHashes(hashType, hashes); err != nil {
 		return actions.Invalid(fmt.Errorf("%s: invalid hashList: %w", op, err))
 	}

@@ -124,25 +124,29 @@ func (l *RequestLog) KeepLast(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.keep = n
-	l.trim()
+	if n > 0 && len(l.reqs) > n {
+		l.reqs = slices.Clone(l.reqs[len(l.reqs)-n:])
+	}
+}
+
+// AppendBounded appends v to s and, once s holds 2n, keeps a copy of only the last n (n <= 0:
+// every one); dropped is what it let go, for a caller that indexes it elsewhere. Trimming at
+// twice the bound costs one copy per n appends, and the copy lets the old array be freed.
+func AppendBounded[T any](s []T, v T, n int) (kept, dropped []T) {
+	s = append(s, v)
+	if n <= 0 || len(s) < 2*n {
+		return s, nil
+	}
+	return slices.Clone(s[len(s)-n:]), s[:len(s)-n]
 }
 
 // Record keeps one request.
 func (l *RequestLog) Record(r *http.Request, key string, body []byte, at time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.reqs = append(l.reqs, Recorded{
+	l.reqs, _ = AppendBounded(l.reqs, Recorded{
 		Method: r.Method, Path: r.URL.Path, Key: key, Header: r.Header.Clone(), Body: slices.Clone(body), Time: at,
-	})
-	if l.keep > 0 && len(l.reqs) >= 2*l.keep {
-		l.trim() // at twice the bound, so that trimming costs one copy per keep requests
-	}
-}
-
-func (l *RequestLog) trim() {
-	if l.keep > 0 && len(l.reqs) > l.keep {
-		l.reqs = slices.Clone(l.reqs[len(l.reqs)-l.keep:])
-	}
+	}, l.keep)
 }
 
 // Requests returns copies of the requests received so far (the last ones, under KeepLast), in
@@ -150,9 +154,12 @@ func (l *RequestLog) trim() {
 func (l *RequestLog) Requests() []Recorded {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.trim()
-	out := make([]Recorded, len(l.reqs))
-	for i, r := range l.reqs {
+	reqs := l.reqs
+	if l.keep > 0 && len(reqs) > l.keep {
+		reqs = reqs[len(reqs)-l.keep:] // Record trims only once the log holds twice keep
+	}
+	out := make([]Recorded, len(reqs))
+	for i, r := range reqs {
 		out[i] = r
 		out[i].Header = r.Header.Clone()
 		out[i].Body = slices.Clone(r.Body)
@@ -180,12 +187,10 @@ func (u *UsedIDs) Use(id string) (fresh bool) {
 	}
 	u.seen[id] = struct{}{}
 	if u.max > 0 {
-		u.order = append(u.order, id)
-		if len(u.order) >= 2*u.max {
-			for _, old := range u.order[:len(u.order)-u.max] {
-				delete(u.seen, old)
-			}
-			u.order = slices.Clone(u.order[len(u.order)-u.max:])
+		var dropped []string
+		u.order, dropped = AppendBounded(u.order, id, u.max)
+		for _, old := range dropped {
+			delete(u.seen, old)
 		}
 	}
 	return true

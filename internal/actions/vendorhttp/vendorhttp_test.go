@@ -209,9 +209,13 @@ func TestHistoryIsBounded(t *testing.T) {
 			t.Fatalf("after %d requests the log holds %d, want at most twice the 3 kept", i+1, n)
 		}
 	}
+	held := len(l.reqs)
 	got := l.Requests()
 	if len(got) != 3 || got[0].Key != "17" || got[2].Key != "19" {
 		t.Errorf("kept %v, want the last three (17, 18, 19)", got)
+	}
+	if len(l.reqs) != held {
+		t.Errorf("reading the log trimmed it from %d to %d", held, len(l.reqs))
 	}
 
 	var u UsedIDs
